@@ -1,0 +1,361 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"sort"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+
+	"github.com/faultline-dev/faultline/internal/suggest"
+	"github.com/faultline-dev/faultline/internal/yamlx"
+)
+
+// LoadFile reads, checks and validates a model file. Every problem found is returned at once as
+// Problems, each with the file, line and field.
+func LoadFile(path string) (*System, error) {
+	data, err := ReadInput(path)
+	if err != nil {
+		return nil, err
+	}
+	return Load(path, data)
+}
+
+// Load parses a model document (YAML or JSON), checks it against the model's JSON Schema, decodes
+// it, applies defaults and validates references between elements. file names the input in errors.
+func Load(file string, data []byte) (*System, error) {
+	doc, probs := parseDocument(file, data)
+	if probs != nil {
+		return nil, probs
+	}
+	sys, err := decode(file, doc)
+	if err != nil {
+		return nil, err
+	}
+	sys.ApplyDefaults()
+	if probs := Validate(sys); len(probs) > 0 {
+		return sys, probs
+	}
+	return sys, nil
+}
+
+// IsModelDocument reports whether data looks like a faultline model (apiVersion faultline/v1),
+// without validating it. Importers use it to tell models from compose files and manifests.
+func IsModelDocument(data []byte) bool {
+	var head struct {
+		APIVersion string `yaml:"apiVersion"`
+	}
+	if err := yaml.Unmarshal(data, &head); err != nil {
+		return bytes.Contains(data, []byte(APIVersion))
+	}
+	return head.APIVersion == APIVersion
+}
+
+func parseDocument(file string, data []byte) (*yaml.Node, Problems) {
+	if p, ok := CheckText(file, data); !ok {
+		return nil, Problems{p}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Problems{{File: file, Message: "empty document; expected a model with apiVersion: faultline/v1 and kind: System"}}
+		}
+		return nil, issuesToProblems(file, yamlx.ErrorIssues(err), "invalid YAML: ")
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, Problems{{File: file, Line: extra.Line, Message: "a second YAML document; a model file holds exactly one System"}}
+	} else if !errors.Is(err, io.EOF) {
+		return nil, issuesToProblems(file, yamlx.ErrorIssues(err), "invalid YAML: ")
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, Problems{{File: file, Line: root.Line, Message: "expected a mapping with apiVersion, kind, metadata and services"}}
+	}
+	value, issues := yamlx.ToValue(&doc)
+	if len(issues) > 0 {
+		return nil, issuesToProblems(file, issues, "")
+	}
+	probs := schemaProblems(file, &doc, value)
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return &doc, nil
+}
+
+func issuesToProblems(file string, issues []yamlx.Issue, prefix string) Problems {
+	out := make(Problems, 0, len(issues))
+	for _, is := range issues {
+		out = append(out, Problem{File: file, Line: is.Line, Column: is.Column, Field: is.Path, Message: prefix + is.Message})
+	}
+	return out
+}
+
+// schemaProblems validates the document against the JSON Schema and turns every leaf error into a
+// problem located on the offending YAML node.
+func schemaProblems(file string, doc *yaml.Node, value any) Problems {
+	schema, err := compiledSchema()
+	if err != nil {
+		return Problems{{File: file, Message: err.Error()}}
+	}
+	err = schema.Validate(value)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return Problems{{File: file, Message: err.Error()}}
+	}
+	var probs Problems
+	for _, leaf := range leaves(ve) {
+		probs = append(probs, describeSchemaError(file, doc, leaf)...)
+	}
+	sortProblems(probs)
+	return dedupe(probs)
+}
+
+func leaves(ve *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if len(ve.Causes) == 0 {
+		return []*jsonschema.ValidationError{ve}
+	}
+	var out []*jsonschema.ValidationError
+	for _, c := range ve.Causes {
+		out = append(out, leaves(c)...)
+	}
+	return out
+}
+
+var printer = message.NewPrinter(language.English)
+
+func describeSchemaError(file string, doc *yaml.Node, ve *jsonschema.ValidationError) Problems {
+	node, _ := yamlx.Find(doc, ve.InstanceLocation)
+	at := func(n *yaml.Node, field, msg string) Problem {
+		return Problem{File: file, Line: n.Line, Column: n.Column, Field: field, Message: msg}
+	}
+	field := yamlx.FormatPath(ve.InstanceLocation)
+	switch k := ve.ErrorKind.(type) {
+	case *kind.AdditionalProperties:
+		var out Problems
+		known := knownFields(ve.InstanceLocation)
+		for _, name := range k.Properties {
+			kn := yamlx.KeyNode(node, name)
+			if kn == nil {
+				kn = node
+			}
+			msg := fmt.Sprintf("unknown field %q%s", name, suggest.Hint(name, known))
+			if len(known) > 0 && suggest.Closest(name, known) == "" {
+				msg += "; expected one of " + strings.Join(known, ", ")
+			}
+			out = append(out, at(kn, joinField(field, name), msg))
+		}
+		return out
+	case *kind.Required:
+		var out Problems
+		for _, name := range k.Missing {
+			out = append(out, at(node, field, fmt.Sprintf("missing required field %q", name)))
+		}
+		return out
+	case *kind.Type:
+		return Problems{at(node, field, fmt.Sprintf("expected %s, got %s", strings.Join(k.Want, " or "), describeNode(node, k.Got)))}
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = fmt.Sprint(w)
+		}
+		return Problems{at(node, field, fmt.Sprintf("%s is not allowed%s; expected one of %s", describeNode(node, ""), suggest.Hint(fmt.Sprint(k.Got), want), strings.Join(want, ", ")))}
+	case *kind.Pattern:
+		if k.Want == durationPattern {
+			return Problems{at(node, field, fmt.Sprintf("invalid duration %q; expected a number with a unit, such as 500ms, 2s or 1m30s", k.Got))}
+		}
+		return Problems{at(node, field, fmt.Sprintf("%q does not match %s", k.Got, k.Want))}
+	case *kind.Minimum:
+		return Problems{at(node, field, fmt.Sprintf("must be at least %s, got %s", ratString(k.Want), ratString(k.Got)))}
+	case *kind.Maximum:
+		return Problems{at(node, field, fmt.Sprintf("must be at most %s, got %s", ratString(k.Want), ratString(k.Got)))}
+	case *kind.ExclusiveMinimum:
+		return Problems{at(node, field, fmt.Sprintf("must be greater than %s, got %s", ratString(k.Want), ratString(k.Got)))}
+	case *kind.MinLength:
+		return Problems{at(node, field, "must not be empty")}
+	}
+	return Problems{at(node, field, ve.ErrorKind.LocalizedString(printer))}
+}
+
+func ratString(r *big.Rat) string {
+	if r == nil {
+		return "?"
+	}
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	f, _ := r.Float64()
+	return fmt.Sprint(f)
+}
+
+func describeNode(n *yaml.Node, got string) string {
+	if n == nil {
+		return got
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.ShortTag() == "!!null" {
+			return "nothing (null)"
+		}
+		return fmt.Sprintf("%s %q", strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)
+	}
+	return got
+}
+
+func joinField(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// knownFields lists the schema's property names for the object at an instance location.
+func knownFields(loc []string) []string {
+	var schema map[string]any
+	if err := json.Unmarshal(Schema(), &schema); err != nil {
+		return nil
+	}
+	defs, _ := schema["$defs"].(map[string]any)
+	cur := schema
+	for _, step := range loc {
+		cur = resolveRef(defs, cur)
+		if props, ok := cur["properties"].(map[string]any); ok {
+			if next, ok := props[step].(map[string]any); ok {
+				cur = next
+				continue
+			}
+		}
+		if items, ok := cur["items"].(map[string]any); ok {
+			cur = items
+			continue
+		}
+		return nil
+	}
+	cur = resolveRef(defs, cur)
+	props, _ := cur["properties"].(map[string]any)
+	names := make([]string, 0, len(props))
+	for n := range props {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func resolveRef(defs, s map[string]any) map[string]any {
+	for i := 0; i < 8; i++ {
+		ref, ok := s["$ref"].(string)
+		if !ok {
+			return s
+		}
+		next, ok := defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
+		if !ok {
+			return s
+		}
+		s = next
+	}
+	return s
+}
+
+func decode(file string, doc *yaml.Node) (*System, error) {
+	var sys System
+	if err := doc.Decode(&sys); err != nil {
+		return nil, issuesToProblems(file, yamlx.ErrorIssues(err), "")
+	}
+	sys.Sources = []string{file}
+	attachSources(file, doc.Content[0], &sys)
+	return &sys, nil
+}
+
+// attachSources records, for every element, the line where it is written.
+func attachSources(file string, root *yaml.Node, sys *System) {
+	src := func(n *yaml.Node) Source { return Source{File: file, Line: n.Line, Column: n.Column} }
+	items := func(key string) []*yaml.Node {
+		n := yamlx.Get(root, key)
+		if n == nil || n.Kind != yaml.SequenceNode {
+			return nil
+		}
+		return n.Content
+	}
+	if n := yamlx.Get(root, "slo"); n != nil && sys.SLO != nil {
+		sys.SLO.Source = src(n)
+	}
+	for i, n := range items("services") {
+		if i < len(sys.Services) {
+			sys.Services[i].Source = src(n)
+			if sn := yamlx.Get(n, "secrets"); sn != nil && sn.Kind == yaml.SequenceNode {
+				for j, s := range sn.Content {
+					if j < len(sys.Services[i].Secrets) {
+						sys.Services[i].Secrets[j].Source = src(s)
+					}
+				}
+			}
+		}
+	}
+	for i, n := range items("datastores") {
+		if i < len(sys.Datastores) {
+			sys.Datastores[i].Source = src(n)
+		}
+	}
+	for i, n := range items("brokers") {
+		if i < len(sys.Brokers) {
+			sys.Brokers[i].Source = src(n)
+		}
+	}
+	for i, n := range items("externals") {
+		if i < len(sys.Externals) {
+			sys.Externals[i].Source = src(n)
+		}
+	}
+	for i, n := range items("edges") {
+		if i < len(sys.Edges) {
+			sys.Edges[i].Source = src(n)
+		}
+	}
+	for i, n := range items("entrypoints") {
+		if i < len(sys.Entrypoints) {
+			sys.Entrypoints[i].Source = src(n)
+		}
+	}
+}
+
+func sortProblems(ps Problems) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].File != ps[j].File {
+			return ps[i].File < ps[j].File
+		}
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Column < ps[j].Column
+	})
+}
+
+func dedupe(ps Problems) Problems {
+	seen := map[string]bool{}
+	out := ps[:0]
+	for _, p := range ps {
+		k := p.String()
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
