@@ -34,19 +34,23 @@ func ParseDuration(s string) (Duration, error) {
 
 // UnmarshalYAML reads duration text.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
-		return fmt.Errorf("expected a duration such as 500ms")
+	// Errors are yaml.TypeErrors so the decoder carries on and reports every bad field at once.
+	fail := func(msg string) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, msg)}}
 	}
-	if n.Tag != "!!str" {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" && n.ShortTag() != "!!int" && n.ShortTag() != "!!float" {
+		return fail("expected a duration such as 500ms")
+	}
+	if n.ShortTag() != "!!str" {
 		if n.Value == "0" {
 			*d = 0
 			return nil
 		}
-		return fmt.Errorf("invalid duration %s: a duration needs a unit, such as %sms or %ss", n.Value, n.Value, n.Value)
+		return fail(fmt.Sprintf("invalid duration %s: a duration needs a unit, such as %sms or %ss", n.Value, n.Value, n.Value))
 	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return err
+		return fail(err.Error())
 	}
 	*d = v
 	return nil

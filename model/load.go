@@ -34,18 +34,36 @@ func LoadFile(path string) (*System, error) {
 // it, applies defaults and validates references between elements. file names the input in errors.
 func Load(file string, data []byte) (*System, error) {
 	doc, probs := parseDocument(file, data)
-	if probs != nil {
+	if doc == nil {
 		return nil, probs
 	}
 	sys, err := decode(file, doc)
-	if err != nil {
+	if err != nil && len(probs) == 0 {
 		return nil, err
 	}
+	// With schema problems the decode is partial, but the reference checks still run on what was
+	// read, so one run reports everything; a check repeating a schema problem's place is dropped.
 	sys.ApplyDefaults()
-	if probs := Validate(sys); len(probs) > 0 {
+	probs = mergeProblems(probs, Validate(sys))
+	if len(probs) > 0 {
 		return sys, probs
 	}
 	return sys, nil
+}
+
+func mergeProblems(schema, semantic Problems) Problems {
+	taken := map[string]bool{}
+	for _, p := range schema {
+		taken[fmt.Sprintf("%s:%d:%s", p.File, p.Line, p.Field)] = true
+	}
+	out := schema
+	for _, p := range semantic {
+		if !taken[fmt.Sprintf("%s:%d:%s", p.File, p.Line, p.Field)] {
+			out = append(out, p)
+		}
+	}
+	sortProblems(out)
+	return out
 }
 
 // IsModelDocument reports whether data looks like a faultline model (apiVersion faultline/v1),
@@ -82,15 +100,14 @@ func parseDocument(file string, data []byte) (*yaml.Node, Problems) {
 	if root.Kind != yaml.MappingNode {
 		return nil, Problems{{File: file, Line: root.Line, Message: "expected a mapping with apiVersion, kind, metadata and services"}}
 	}
+	if yamlx.Get(root, "apiVersion") == nil {
+		return nil, Problems{{File: file, Line: root.Line, Message: "no apiVersion: this is not a faultline model (apiVersion: faultline/v1); to read docker-compose files or Kubernetes manifests use `faultline model import`"}}
+	}
 	value, issues := yamlx.ToValue(&doc)
 	if len(issues) > 0 {
 		return nil, issuesToProblems(file, issues, "")
 	}
-	probs := schemaProblems(file, &doc, value)
-	if len(probs) > 0 {
-		return nil, probs
-	}
-	return &doc, nil
+	return &doc, schemaProblems(file, &doc, value)
 }
 
 func issuesToProblems(file string, issues []yamlx.Issue, prefix string) Problems {
@@ -166,13 +183,20 @@ func describeSchemaError(file string, doc *yaml.Node, ve *jsonschema.ValidationE
 		}
 		return out
 	case *kind.Type:
+		if sub := schemaAt(ve.InstanceLocation); sub["pattern"] == durationPattern {
+			return Problems{at(node, field, fmt.Sprintf("expected a duration such as 500ms or 2s, got %s", describeNode(node, k.Got)))}
+		}
 		return Problems{at(node, field, fmt.Sprintf("expected %s, got %s", strings.Join(k.Want, " or "), describeNode(node, k.Got)))}
 	case *kind.Enum:
 		want := make([]string, len(k.Want))
 		for i, w := range k.Want {
 			want[i] = fmt.Sprint(w)
 		}
-		return Problems{at(node, field, fmt.Sprintf("%s is not allowed%s; expected one of %s", describeNode(node, ""), suggest.Hint(fmt.Sprint(k.Got), want), strings.Join(want, ", ")))}
+		msg := fmt.Sprintf("%q is not allowed; expected one of %s", fmt.Sprint(k.Got), strings.Join(want, ", "))
+		if c := suggest.Closest(fmt.Sprint(k.Got), want); c != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", c)
+		}
+		return Problems{at(node, field, msg)}
 	case *kind.Pattern:
 		if k.Want == durationPattern {
 			return Problems{at(node, field, fmt.Sprintf("invalid duration %q; expected a number with a unit, such as 500ms, 2s or 1m30s", k.Got))}
@@ -214,10 +238,15 @@ func describeNode(n *yaml.Node, got string) string {
 		if n.ShortTag() == "!!null" {
 			return "nothing (null)"
 		}
-		return fmt.Sprintf("%s %q", strings.TrimPrefix(n.ShortTag(), "!!"), n.Value)
+		if n.ShortTag() == "!!str" {
+			return fmt.Sprintf("string %q", n.Value)
+		}
+		return tagNames[n.ShortTag()] + " " + n.Value
 	}
 	return got
 }
+
+var tagNames = map[string]string{"!!str": "string", "!!int": "integer", "!!float": "number", "!!bool": "boolean", "!!timestamp": "timestamp", "!!binary": "binary"}
 
 func joinField(path, name string) string {
 	if path == "" {
@@ -228,6 +257,17 @@ func joinField(path, name string) string {
 
 // knownFields lists the schema's property names for the object at an instance location.
 func knownFields(loc []string) []string {
+	props, _ := schemaAt(loc)["properties"].(map[string]any)
+	names := make([]string, 0, len(props))
+	for n := range props {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// schemaAt returns the (generated) schema of the value at an instance location, as plain JSON.
+func schemaAt(loc []string) map[string]any {
 	var schema map[string]any
 	if err := json.Unmarshal(Schema(), &schema); err != nil {
 		return nil
@@ -248,14 +288,7 @@ func knownFields(loc []string) []string {
 		}
 		return nil
 	}
-	cur = resolveRef(defs, cur)
-	props, _ := cur["properties"].(map[string]any)
-	names := make([]string, 0, len(props))
-	for n := range props {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return resolveRef(defs, cur)
 }
 
 func resolveRef(defs, s map[string]any) map[string]any {
@@ -275,11 +308,12 @@ func resolveRef(defs, s map[string]any) map[string]any {
 
 func decode(file string, doc *yaml.Node) (*System, error) {
 	var sys System
-	if err := doc.Decode(&sys); err != nil {
-		return nil, issuesToProblems(file, yamlx.ErrorIssues(err), "")
-	}
+	err := doc.Decode(&sys)
 	sys.Sources = []string{file}
 	attachSources(file, doc.Content[0], &sys)
+	if err != nil {
+		return &sys, issuesToProblems(file, yamlx.ErrorIssues(err), "")
+	}
 	return &sys, nil
 }
 

@@ -131,9 +131,12 @@ func Validate(s *System) Problems {
 	var probs Problems
 	kinds := map[string]Component{}
 	var names []string
+	perKind := map[ComponentKind]int{}
 	for _, c := range s.Components() {
+		field := fmt.Sprintf("%ss[%d].name", c.Kind, perKind[c.Kind])
+		perKind[c.Kind]++
 		if c.Name == "" {
-			probs = append(probs, At(c.Source, string(c.Kind)+"s", "a %s without a name", c.Kind))
+			probs = append(probs, At(c.Source, field, "a %s without a name", c.Kind))
 			continue
 		}
 		if prev, dup := kinds[c.Name]; dup {
@@ -141,7 +144,7 @@ func Validate(s *System) Problems {
 			if prev.Source.String() != "" {
 				where = " at " + prev.Source.String()
 			}
-			probs = append(probs, At(c.Source, string(c.Kind)+"s", "duplicate name %q: already used by a %s%s", c.Name, prev.Kind, where))
+			probs = append(probs, At(c.Source, field, "duplicate name %q: already used by a %s%s", c.Name, prev.Kind, where))
 			continue
 		}
 		kinds[c.Name] = c
@@ -178,9 +181,6 @@ func Validate(s *System) Problems {
 		}
 		if fromOK && (from.Kind == KindDatastore || from.Kind == KindExternal) {
 			probs = append(probs, At(e.Source, field+".from", "%q is a %s; edges start at a service or a broker", e.From, from.Kind))
-		}
-		if e.Mode != "" && e.Mode != ModeSync && e.Mode != ModeAsync {
-			probs = append(probs, At(e.Source, field+".mode", "unknown mode %q; expected sync or async", e.Mode))
 		}
 		k := edgeKey{e.From, e.To, e.Protocol, e.Operation}
 		if prev, dup := seenEdges[k]; dup {

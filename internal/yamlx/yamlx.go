@@ -263,6 +263,9 @@ func Get(m *yaml.Node, name string) *yaml.Node {
 	if m == nil {
 		return nil
 	}
+	if m.Kind == yaml.DocumentNode && len(m.Content) > 0 {
+		m = m.Content[0]
+	}
 	for m.Kind == yaml.AliasNode {
 		m = m.Alias
 	}

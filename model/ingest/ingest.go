@@ -1,0 +1,150 @@
+// Package ingest opens whatever a user points faultline at: a model file, docker-compose files or
+// Kubernetes/Istio manifests (files or directories), detecting which, and returns one system. Every
+// command that takes a system (review, show, diagram, import) goes through it.
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/faultline-dev/faultline/model"
+	"github.com/faultline-dev/faultline/model/compose"
+	"github.com/faultline-dev/faultline/model/kube"
+)
+
+// Format is an input format.
+type Format string
+
+// The formats Open reads.
+const (
+	Auto    Format = "auto"
+	Model   Format = "model"
+	Compose Format = "compose"
+	Kube    Format = "kube"
+)
+
+// Formats lists the values --from accepts.
+var Formats = []Format{Auto, Model, Compose, Kube}
+
+// ParseFormat reads a --from value.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range Formats {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	if s == "kubernetes" || s == "k8s" {
+		return Kube, nil
+	}
+	return "", fmt.Errorf("unknown input format %q; expected auto, model, compose or kube", s)
+}
+
+// Options control Open.
+type Options struct {
+	From      Format
+	Profiles  []string // compose profiles
+	Name      string   // system name for imports
+	Namespace string   // default namespace for manifests without one
+}
+
+// Result is an opened system and how it was read.
+type Result struct {
+	System *model.System
+	Format Format
+	Files  []string
+	// Skipped are manifest objects of kinds the Kubernetes importer does not read.
+	Skipped []kube.Skipped
+}
+
+// Open reads paths as opts.From says, or detects the format from the files' contents.
+func Open(ctx context.Context, paths []string, opts Options) (*Result, error) {
+	if len(paths) == 0 {
+		return nil, model.Problems{{Message: "no input: give a model file, compose files, or Kubernetes manifests (files or directories)"}}
+	}
+	from := opts.From
+	if from == "" {
+		from = Auto
+	}
+	files, err := model.ExpandPaths(paths, model.IsYAMLName)
+	if err != nil {
+		return nil, err
+	}
+	if from == Auto {
+		if from, files, err = detect(paths, files); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Format: from, Files: files}
+	switch from {
+	case Model:
+		if len(files) != 1 {
+			return nil, model.Problems{{File: strings.Join(files, ", "), Message: fmt.Sprintf("%d model files given; faultline reads one model at a time", len(files))}}
+		}
+		res.System, err = model.LoadFile(files[0])
+	case Compose:
+		res.System, err = compose.Import(ctx, files, compose.Options{Profiles: opts.Profiles, Name: opts.Name})
+	case Kube:
+		res.System, res.Skipped, err = kube.Import(ctx, files, kube.Options{Name: opts.Name, Namespace: opts.Namespace})
+	default:
+		return nil, fmt.Errorf("unknown input format %q", from)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// detect classifies each file by its content. Files found by walking a directory that are none of
+// the three formats are left out; files named explicitly must be one of them.
+func detect(paths, files []string) (Format, []string, error) {
+	explicit := map[string]bool{}
+	for _, p := range paths {
+		explicit[filepath.Clean(p)] = true
+	}
+	byFormat := map[Format][]string{}
+	var probs model.Problems
+	for _, f := range files {
+		data, err := model.ReadInput(f)
+		if err != nil {
+			if ps, ok := err.(model.Problems); ok {
+				probs = append(probs, ps...)
+			} else {
+				probs = append(probs, model.Problem{File: f, Message: err.Error()})
+			}
+			continue
+		}
+		switch {
+		case model.IsModelDocument(data):
+			byFormat[Model] = append(byFormat[Model], f)
+		case compose.LooksLikeCompose(data):
+			byFormat[Compose] = append(byFormat[Compose], f)
+		case kube.LooksLikeKubernetes(data):
+			byFormat[Kube] = append(byFormat[Kube], f)
+		case explicit[filepath.Clean(f)]:
+			probs = append(probs, model.Problem{File: f, Line: 1, Message: "not a faultline model (apiVersion: faultline/v1), a compose file (services:) or a Kubernetes manifest (apiVersion and kind)"})
+		}
+	}
+	if len(probs) > 0 {
+		return "", nil, probs
+	}
+	var found []Format
+	for _, f := range []Format{Model, Compose, Kube} {
+		if len(byFormat[f]) > 0 {
+			found = append(found, f)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil, model.Problems{{File: strings.Join(paths, ", "), Message: "no model, compose file or Kubernetes manifest found"}}
+	case 1:
+		// Order is kept: compose files given later override earlier ones.
+		return found[0], byFormat[found[0]], nil
+	}
+	var parts []string
+	for _, f := range found {
+		parts = append(parts, fmt.Sprintf("%s: %s", f, strings.Join(byFormat[f], ", ")))
+	}
+	return "", nil, model.Problems{{Message: "inputs mix formats (" + strings.Join(parts, "; ") + "); read them separately or choose one with --from"}}
+}

@@ -1,0 +1,214 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/faultline-dev/faultline/model"
+)
+
+// DiagramFormats are the formats Diagram writes.
+var DiagramFormats = []string{"mermaid", "dot"}
+
+// Diagram writes a system as a diagram in the given format.
+func Diagram(w io.Writer, s *model.System, format string) error {
+	switch format {
+	case "mermaid":
+		return Mermaid(w, s)
+	case "dot":
+		return DOT(w, s)
+	}
+	return fmt.Errorf("unknown diagram format %q; expected mermaid or dot", format)
+}
+
+// nodeIDs gives every component and entrypoint an identifier safe in Mermaid and DOT.
+type nodeIDs map[string]string
+
+var unsafeID = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+func newNodeIDs(s *model.System) nodeIDs {
+	ids := nodeIDs{}
+	used := map[string]bool{}
+	add := func(key, name string) {
+		id := unsafeID.ReplaceAllString(name, "_")
+		if id == "" || id[0] >= '0' && id[0] <= '9' || reserved[strings.ToLower(id)] {
+			id = "n_" + id
+		}
+		base := id
+		for i := 2; used[id]; i++ {
+			id = base + "_" + strconv.Itoa(i)
+		}
+		used[id] = true
+		ids[key] = id
+	}
+	for _, c := range s.Components() {
+		add(c.Name, c.Name)
+	}
+	for _, ep := range s.Entrypoints {
+		add("entry:"+ep.Name, "entry_"+ep.Name)
+	}
+	return ids
+}
+
+// reserved are words Mermaid or DOT read as keywords.
+var reserved = map[string]bool{"end": true, "graph": true, "subgraph": true, "node": true, "edge": true, "digraph": true, "strict": true, "style": true, "class": true, "click": true, "default": true}
+
+func edgeLabel(e model.Edge) string {
+	var parts []string
+	if e.Protocol != "" {
+		parts = append(parts, e.Protocol)
+	}
+	if e.CallsPerRequest > 1 {
+		parts = append(parts, "×"+strconv.FormatFloat(e.CallsPerRequest, 'g', -1, 64))
+	}
+	if p := e.Policy; p != nil {
+		if p.Timeout != 0 {
+			parts = append(parts, "timeout "+p.Timeout.String())
+		}
+		if p.Retry != nil && p.Retry.Attempts > 1 {
+			parts = append(parts, fmt.Sprintf("%d tries", p.Retry.Attempts))
+		}
+		if p.CircuitBreaker != nil {
+			parts = append(parts, "breaker")
+		}
+	}
+	if len(e.Topics) > 0 {
+		parts = append(parts, strings.Join(e.Topics, ","))
+	}
+	return strings.Join(parts, " · ")
+}
+
+func replicasNote(n int, zones []string) string {
+	s := ""
+	if n > 1 {
+		s = fmt.Sprintf("×%d", n)
+	}
+	if len(zones) > 0 {
+		if s != "" {
+			s += " "
+		}
+		s += strings.Join(zones, ",")
+	}
+	return s
+}
+
+func mermaidText(s string) string {
+	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;").Replace(s)
+}
+
+// Mermaid writes a Mermaid flowchart.
+func Mermaid(w io.Writer, s *model.System) error {
+	ids := newNodeIDs(s)
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	label := func(name, detail string) string {
+		if detail == "" {
+			return mermaidText(name)
+		}
+		return mermaidText(name) + "<br/><small>" + mermaidText(detail) + "</small>"
+	}
+	for _, ep := range s.Entrypoints {
+		detail := ep.Path
+		if ep.RPS > 0 {
+			detail = strings.TrimSpace(detail + " " + strconv.FormatFloat(ep.RPS, 'g', -1, 64) + " rps")
+		}
+		fmt.Fprintf(&b, "  %s([\"%s\"]):::entry\n", ids["entry:"+ep.Name], label(ep.Name, detail))
+	}
+	for _, svc := range s.Services {
+		fmt.Fprintf(&b, "  %s[\"%s\"]:::service\n", ids[svc.Name], label(svc.Name, replicasNote(svc.Replicas, svc.Zones)))
+	}
+	for _, d := range s.Datastores {
+		fmt.Fprintf(&b, "  %s[(\"%s\")]:::datastore\n", ids[d.Name], label(d.Name, strings.TrimSpace(d.Kind+" "+replicasNote(d.Replicas, d.Zones))))
+	}
+	for _, br := range s.Brokers {
+		fmt.Fprintf(&b, "  %s{{\"%s\"}}:::broker\n", ids[br.Name], label(br.Name, strings.TrimSpace(br.Kind+" "+replicasNote(br.Replicas, br.Zones))))
+	}
+	for _, x := range s.Externals {
+		fmt.Fprintf(&b, "  %s>\"%s\"]:::external\n", ids[x.Name], label(x.Name, x.Host))
+	}
+	for _, ep := range s.Entrypoints {
+		if id, ok := ids[ep.Service]; ok {
+			fmt.Fprintf(&b, "  %s --> %s\n", ids["entry:"+ep.Name], id)
+		}
+	}
+	for _, e := range model.NewGraph(s).Edges() {
+		arrow := "-->"
+		if !e.IsSync() {
+			arrow = "-.->"
+		}
+		if l := edgeLabel(e); l != "" {
+			fmt.Fprintf(&b, "  %s %s|\"%s\"| %s\n", ids[e.From], arrow, mermaidText(l), ids[e.To])
+		} else {
+			fmt.Fprintf(&b, "  %s %s %s\n", ids[e.From], arrow, ids[e.To])
+		}
+	}
+	b.WriteString("  classDef entry fill:#fff7e6,stroke:#d48806\n")
+	b.WriteString("  classDef service fill:#e6f4ff,stroke:#1677ff\n")
+	b.WriteString("  classDef datastore fill:#f6ffed,stroke:#389e0d\n")
+	b.WriteString("  classDef broker fill:#f9f0ff,stroke:#722ed1\n")
+	b.WriteString("  classDef external fill:#f5f5f5,stroke:#8c8c8c,stroke-dasharray:4 3\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func dotQuote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
+}
+
+// DOT writes a Graphviz digraph.
+func DOT(w io.Writer, s *model.System) error {
+	ids := newNodeIDs(s)
+	var b strings.Builder
+	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(s.Metadata.Name))
+	b.WriteString("  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n")
+	label := func(name, detail string) string {
+		if detail == "" {
+			return dotQuote(name)
+		}
+		return dotQuote(name + "\n" + detail)
+	}
+	for _, ep := range s.Entrypoints {
+		detail := ep.Path
+		if ep.RPS > 0 {
+			detail = strings.TrimSpace(detail + " " + strconv.FormatFloat(ep.RPS, 'g', -1, 64) + " rps")
+		}
+		fmt.Fprintf(&b, "  %s [label=%s, shape=invhouse, style=filled, fillcolor=\"#fff7e6\"];\n", ids["entry:"+ep.Name], label(ep.Name, detail))
+	}
+	for _, svc := range s.Services {
+		fmt.Fprintf(&b, "  %s [label=%s, shape=box, style=\"rounded,filled\", fillcolor=\"#e6f4ff\"];\n", ids[svc.Name], label(svc.Name, replicasNote(svc.Replicas, svc.Zones)))
+	}
+	for _, d := range s.Datastores {
+		fmt.Fprintf(&b, "  %s [label=%s, shape=cylinder, style=filled, fillcolor=\"#f6ffed\"];\n", ids[d.Name], label(d.Name, strings.TrimSpace(d.Kind+" "+replicasNote(d.Replicas, d.Zones))))
+	}
+	for _, br := range s.Brokers {
+		fmt.Fprintf(&b, "  %s [label=%s, shape=cds, style=filled, fillcolor=\"#f9f0ff\"];\n", ids[br.Name], label(br.Name, strings.TrimSpace(br.Kind+" "+replicasNote(br.Replicas, br.Zones))))
+	}
+	for _, x := range s.Externals {
+		fmt.Fprintf(&b, "  %s [label=%s, shape=box, style=dashed];\n", ids[x.Name], label(x.Name, x.Host))
+	}
+	for _, ep := range s.Entrypoints {
+		if id, ok := ids[ep.Service]; ok {
+			fmt.Fprintf(&b, "  %s -> %s;\n", ids["entry:"+ep.Name], id)
+		}
+	}
+	for _, e := range model.NewGraph(s).Edges() {
+		attrs := []string{}
+		if l := edgeLabel(e); l != "" {
+			attrs = append(attrs, "label="+dotQuote(l))
+		}
+		if !e.IsSync() {
+			attrs = append(attrs, "style=dashed")
+		}
+		fmt.Fprintf(&b, "  %s -> %s", ids[e.From], ids[e.To])
+		if len(attrs) > 0 {
+			fmt.Fprintf(&b, " [%s]", strings.Join(attrs, ", "))
+		}
+		b.WriteString(";\n")
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
