@@ -21,6 +21,7 @@ func Summary(w io.Writer, sum model.Summary) error {
 			fmt.Fprintf(&b, "  %s\n", strings.Join(c, " → "))
 		}
 	}
+	treeOf := map[string]string{} // service → first entrypoint whose tree was printed
 	for _, ep := range sum.Entrypoints {
 		head := ep.Name
 		if ep.Path != "" {
@@ -32,6 +33,11 @@ func Summary(w io.Writer, sum model.Summary) error {
 		fmt.Fprintf(&b, "\nEntrypoint %s → %s\n", head, ep.Service)
 		fmt.Fprintf(&b, "  reaches %d components synchronously; longest sync chain %d: %s\n",
 			len(ep.Reachable), max(0, len(ep.LongestChain)-1), strings.Join(ep.LongestChain, " → "))
+		if first, ok := treeOf[ep.Service]; ok {
+			fmt.Fprintf(&b, "  same sync call tree as entrypoint %s\n", first)
+			continue
+		}
+		treeOf[ep.Service] = ep.Name
 		if ep.Tree != nil {
 			writeTree(&b, ep.Tree, "  ", "  ")
 		}
@@ -67,7 +73,9 @@ func writeTree(b *strings.Builder, t *model.TreeNode, first, rest string) {
 	}
 }
 
-// plural formats a count with its noun: "1 broker", "2 brokers".
+// Count formats a count with its noun: "1 broker", "2 brokers".
+func Count(n int, noun string) string { return plural(n, noun) }
+
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun

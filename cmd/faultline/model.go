@@ -20,6 +20,8 @@ func (a *app) modelCommand() *cobra.Command {
 		Long: `The architecture model (apiVersion: faultline/v1, kind: System) is what every faultline tool
 reads: services, datastores, brokers, the edges between them with their resilience policies,
 entrypoints and the SLO. See docs/model.md.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRun,
 	}
 	cmd.AddCommand(a.modelValidateCommand(), a.modelShowCommand(), a.modelImportCommand(),
 		a.modelDiagramCommand(), a.modelSchemaCommand())
@@ -97,8 +99,10 @@ message. Exit code 2 when any file has a problem.`,
 				}
 				results = append(results, r)
 				if a.output == "text" && err == nil && !a.quiet {
-					fmt.Fprintf(a.stdout, "%s: valid (%d services, %d datastores, %d brokers, %d edges, %d entrypoints)\n",
-						f, len(sys.Services), len(sys.Datastores), len(sys.Brokers), len(sys.Edges), len(sys.Entrypoints))
+					fmt.Fprintf(a.stdout, "%s: valid (%s, %s, %s, %s, %s)\n", f,
+						report.Count(len(sys.Services), "service"), report.Count(len(sys.Datastores), "datastore"),
+						report.Count(len(sys.Brokers), "broker"), report.Count(len(sys.Edges), "edge"),
+						report.Count(len(sys.Entrypoints), "entrypoint"))
 				}
 			}
 			if a.output != "text" {

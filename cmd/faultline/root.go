@@ -100,3 +100,12 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// groupRun is the RunE of a command that only groups subcommands: with no arguments it prints
+// help; anything else is an unknown subcommand (exit 2), not a silent help screen.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	return usageErr("unknown command %q for %q\nRun '%s --help' for usage.", args[0], cmd.CommandPath(), cmd.CommandPath())
+}
