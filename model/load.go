@@ -103,6 +103,9 @@ func parseDocument(file string, data []byte) (*yaml.Node, Problems) {
 	if yamlx.Get(root, "apiVersion") == nil {
 		return nil, Problems{{File: file, Line: root.Line, Message: "no apiVersion: this is not a faultline model (apiVersion: faultline/v1); to read docker-compose files or Kubernetes manifests use `faultline model import`"}}
 	}
+	if n, limit := yamlx.ExpandedSize(&doc); n > limit {
+		return nil, Problems{{File: file, Line: root.Line, Message: fmt.Sprintf("document expands to more than %d nodes through aliases (or an alias refers to itself); refusing to read it", limit)}}
+	}
 	value, issues := yamlx.ToValue(&doc)
 	if len(issues) > 0 {
 		return nil, issuesToProblems(file, issues, "")

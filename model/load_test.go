@@ -124,16 +124,18 @@ func TestLoadBadInput(t *testing.T) {
 func TestLoadGarbage(t *testing.T) {
 	dir := t.TempDir()
 	cases := map[string][]byte{
-		"empty.yaml":    nil,
-		"nul.yaml":      []byte("apiVersion: faultline/v1\x00\x01\x02"),
-		"latin1.yaml":   []byte("name: caf\xe9\n"),
-		"list.yaml":     []byte("- a\n- b\n"),
-		"scalar.yaml":   []byte("hello\n"),
-		"two-docs.yaml": []byte("apiVersion: faultline/v1\nkind: System\nmetadata: {name: a}\n---\nkind: System\n"),
-		"tabs.yaml":     []byte("apiVersion: faultline/v1\n\tkind: System\n"),
-		"dupkey.yaml":   []byte("apiVersion: faultline/v1\nkind: System\nkind: System\nmetadata: {name: a}\n"),
-		"bomb.yaml":     []byte("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"),
-		"compose.yaml":  []byte("services:\n  web:\n    image: nginx\n"),
+		"empty.yaml":     nil,
+		"nul.yaml":       []byte("apiVersion: faultline/v1\x00\x01\x02"),
+		"latin1.yaml":    []byte("name: caf\xe9\n"),
+		"list.yaml":      []byte("- a\n- b\n"),
+		"scalar.yaml":    []byte("hello\n"),
+		"two-docs.yaml":  []byte("apiVersion: faultline/v1\nkind: System\nmetadata: {name: a}\n---\nkind: System\n"),
+		"tabs.yaml":      []byte("apiVersion: faultline/v1\n\tkind: System\n"),
+		"dupkey.yaml":    []byte("apiVersion: faultline/v1\nkind: System\nkind: System\nmetadata: {name: a}\n"),
+		"bomb.yaml":      []byte("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"),
+		"compose.yaml":   []byte("services:\n  web:\n    image: nginx\n"),
+		"selfmerge.yaml": []byte("apiVersion: faultline/v1\nkind: System\nmetadata: &a {name: x, <<: *a}\n"),
+		"selfseq.yaml":   []byte("apiVersion: faultline/v1\nkind: System\nmetadata: {name: x}\nservices: &s [{name: a, x: *s}]\n"),
 	}
 	for name, data := range cases {
 		p := filepath.Join(dir, name)

@@ -29,8 +29,8 @@ type System struct {
 // Metadata names and describes a system.
 type Metadata struct {
 	Name        string            `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"System name."`
-	Description string            `yaml:"description,omitempty" json:"description,omitempty"`
-	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	Description string            `yaml:"description,omitempty" json:"description,omitempty" jsonschema_description:"What the system does, in a sentence."`
+	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty" jsonschema_description:"Free-form labels (team, domain)."`
 }
 
 // SLO is a service level objective: availability as a fraction (0.999 is three nines) and a latency
@@ -44,7 +44,7 @@ type SLO struct {
 
 // Service is a process the team deploys: a microservice, a gateway, a worker.
 type Service struct {
-	Name          string         `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	Name          string         `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"Unique name across services, datastores, brokers and externals."`
 	Role          string         `yaml:"role,omitempty" json:"role,omitempty" jsonschema:"enum=service,enum=gateway,enum=bff,enum=frontend,enum=worker,enum=sidecar" jsonschema_description:"What the service is for; gateway and bff mark the API entry layer. Default service."`
 	Replicas      int            `yaml:"replicas,omitempty" json:"replicas,omitempty" jsonschema:"minimum=1" jsonschema_description:"Running instances. Default 1."`
 	Zones         []string       `yaml:"zones,omitempty" json:"zones,omitempty" jsonschema_description:"Availability zones the replicas are spread over."`
@@ -79,43 +79,43 @@ type Observability struct {
 
 // Probes says which health checks the platform runs against a service.
 type Probes struct {
-	Liveness  bool `yaml:"liveness,omitempty" json:"liveness,omitempty"`
-	Readiness bool `yaml:"readiness,omitempty" json:"readiness,omitempty"`
-	Startup   bool `yaml:"startup,omitempty" json:"startup,omitempty"`
+	Liveness  bool `yaml:"liveness,omitempty" json:"liveness,omitempty" jsonschema_description:"The platform restarts an instance that stops answering."`
+	Readiness bool `yaml:"readiness,omitempty" json:"readiness,omitempty" jsonschema_description:"The platform stops routing to an instance that is not ready."`
+	Startup   bool `yaml:"startup,omitempty" json:"startup,omitempty" jsonschema_description:"Slow starts are given time before liveness applies."`
 }
 
 // Workload is what the deployment files say about how a service runs.
 type Workload struct {
 	Platform         string            `yaml:"platform,omitempty" json:"platform,omitempty" jsonschema:"enum=kubernetes,enum=compose,enum=other" jsonschema_description:"Where the service is deployed."`
 	Kind             string            `yaml:"kind,omitempty" json:"kind,omitempty" jsonschema_description:"Workload kind: Deployment, StatefulSet, DaemonSet, or compose service."`
-	Namespace        string            `yaml:"namespace,omitempty" json:"namespace,omitempty"`
-	Image            string            `yaml:"image,omitempty" json:"image,omitempty"`
-	Resources        *Resources        `yaml:"resources,omitempty" json:"resources,omitempty"`
-	DisruptionBudget *DisruptionBudget `yaml:"disruptionBudget,omitempty" json:"disruptionBudget,omitempty"`
+	Namespace        string            `yaml:"namespace,omitempty" json:"namespace,omitempty" jsonschema_description:"Kubernetes namespace."`
+	Image            string            `yaml:"image,omitempty" json:"image,omitempty" jsonschema_description:"Container image of the main container."`
+	Resources        *Resources        `yaml:"resources,omitempty" json:"resources,omitempty" jsonschema_description:"CPU and memory requests and limits of the main container."`
+	DisruptionBudget *DisruptionBudget `yaml:"disruptionBudget,omitempty" json:"disruptionBudget,omitempty" jsonschema_description:"The PodDisruptionBudget covering the workload."`
 	AntiAffinity     bool              `yaml:"antiAffinity,omitempty" json:"antiAffinity,omitempty" jsonschema_description:"Replicas are kept on different hosts by pod anti-affinity."`
 	TopologySpread   bool              `yaml:"topologySpread,omitempty" json:"topologySpread,omitempty" jsonschema_description:"Replicas are spread across hosts or zones by topology spread constraints."`
-	Autoscale        *Autoscale        `yaml:"autoscale,omitempty" json:"autoscale,omitempty"`
+	Autoscale        *Autoscale        `yaml:"autoscale,omitempty" json:"autoscale,omitempty" jsonschema_description:"The horizontal autoscaler's replica range."`
 }
 
 // Resources are CPU and memory requests and limits, as written in the deployment files.
 type Resources struct {
-	CPURequest    string `yaml:"cpuRequest,omitempty" json:"cpuRequest,omitempty"`
-	MemoryRequest string `yaml:"memoryRequest,omitempty" json:"memoryRequest,omitempty"`
-	CPULimit      string `yaml:"cpuLimit,omitempty" json:"cpuLimit,omitempty"`
-	MemoryLimit   string `yaml:"memoryLimit,omitempty" json:"memoryLimit,omitempty"`
+	CPURequest    string `yaml:"cpuRequest,omitempty" json:"cpuRequest,omitempty" jsonschema_description:"CPU request as written (250m, 1)."`
+	MemoryRequest string `yaml:"memoryRequest,omitempty" json:"memoryRequest,omitempty" jsonschema_description:"Memory request as written (128Mi)."`
+	CPULimit      string `yaml:"cpuLimit,omitempty" json:"cpuLimit,omitempty" jsonschema_description:"CPU limit as written."`
+	MemoryLimit   string `yaml:"memoryLimit,omitempty" json:"memoryLimit,omitempty" jsonschema_description:"Memory limit as written."`
 }
 
 // DisruptionBudget is a PodDisruptionBudget: how many replicas voluntary disruptions must leave.
 type DisruptionBudget struct {
 	MinAvailable   string `yaml:"minAvailable,omitempty" json:"minAvailable,omitempty" jsonschema_description:"A count or a percentage."`
 	MaxUnavailable string `yaml:"maxUnavailable,omitempty" json:"maxUnavailable,omitempty" jsonschema_description:"A count or a percentage."`
-	Name           string `yaml:"name,omitempty" json:"name,omitempty"`
+	Name           string `yaml:"name,omitempty" json:"name,omitempty" jsonschema_description:"Name of the PodDisruptionBudget object."`
 }
 
 // Autoscale is a horizontal autoscaler's range.
 type Autoscale struct {
-	Min int `yaml:"min,omitempty" json:"min,omitempty" jsonschema:"minimum=0"`
-	Max int `yaml:"max,omitempty" json:"max,omitempty" jsonschema:"minimum=1"`
+	Min int `yaml:"min,omitempty" json:"min,omitempty" jsonschema:"minimum=0" jsonschema_description:"Fewest replicas."`
+	Max int `yaml:"max,omitempty" json:"max,omitempty" jsonschema:"minimum=1" jsonschema_description:"Most replicas."`
 }
 
 // Secret is a secret a service receives. From says how: a literal value in the configuration (which
@@ -129,29 +129,31 @@ type Secret struct {
 
 // Datastore is a database, cache or index.
 type Datastore struct {
-	Name            string    `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	Name            string    `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"Unique name across services, datastores, brokers and externals."`
 	Kind            string    `yaml:"kind,omitempty" json:"kind,omitempty" jsonschema_description:"Engine: postgres, mysql, mongo, redis, cassandra, elasticsearch..."`
 	Replicas        int       `yaml:"replicas,omitempty" json:"replicas,omitempty" jsonschema:"minimum=1" jsonschema_description:"Copies of the data. Default 1."`
-	Zones           []string  `yaml:"zones,omitempty" json:"zones,omitempty"`
+	Zones           []string  `yaml:"zones,omitempty" json:"zones,omitempty" jsonschema_description:"Availability zones the copies are spread over."`
 	Replication     string    `yaml:"replication,omitempty" json:"replication,omitempty" jsonschema:"enum=none,enum=leader-follower,enum=multi-leader,enum=leaderless,enum=consensus" jsonschema_description:"How copies are kept."`
 	Shards          int       `yaml:"shards,omitempty" json:"shards,omitempty" jsonschema:"minimum=1" jsonschema_description:"Partitions the data is split into. Default 1."`
 	Managed         bool      `yaml:"managed,omitempty" json:"managed,omitempty" jsonschema_description:"Run by a provider that handles failover (RDS Multi-AZ, Cloud SQL HA...)."`
-	EncryptedAtRest *bool     `yaml:"encryptedAtRest,omitempty" json:"encryptedAtRest,omitempty"`
-	Availability    float64   `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1"`
-	Workload        *Workload `yaml:"workload,omitempty" json:"workload,omitempty"`
+	EncryptedAtRest *bool     `yaml:"encryptedAtRest,omitempty" json:"encryptedAtRest,omitempty" jsonschema_description:"Data on disk is encrypted. Unknown when absent."`
+	Availability    float64   `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1" jsonschema_description:"Availability of one copy; faultline's default is used when absent."`
+	Workload        *Workload `yaml:"workload,omitempty" json:"workload,omitempty" jsonschema_description:"How the datastore is deployed, when it runs in the system's own cluster or compose project."`
+	Secrets         []Secret  `yaml:"secrets,omitempty" json:"secrets,omitempty" jsonschema_description:"Secrets the datastore's deployment receives (such as its root password) and how they are supplied."`
 
 	Source Source `yaml:"-" json:"-"`
 }
 
 // Broker is a message broker or event log.
 type Broker struct {
-	Name         string    `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	Name         string    `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"Unique name across services, datastores, brokers and externals."`
 	Kind         string    `yaml:"kind,omitempty" json:"kind,omitempty" jsonschema_description:"Engine: kafka, rabbitmq, nats, pulsar, sqs..."`
 	Replicas     int       `yaml:"replicas,omitempty" json:"replicas,omitempty" jsonschema:"minimum=1" jsonschema_description:"Broker nodes. Default 1."`
-	Zones        []string  `yaml:"zones,omitempty" json:"zones,omitempty"`
+	Zones        []string  `yaml:"zones,omitempty" json:"zones,omitempty" jsonschema_description:"Availability zones the broker nodes are spread over."`
 	Durable      *bool     `yaml:"durable,omitempty" json:"durable,omitempty" jsonschema_description:"Messages survive a broker restart."`
-	Availability float64   `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1"`
-	Workload     *Workload `yaml:"workload,omitempty" json:"workload,omitempty"`
+	Availability float64   `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1" jsonschema_description:"Availability of one broker node; faultline's default is used when absent."`
+	Workload     *Workload `yaml:"workload,omitempty" json:"workload,omitempty" jsonschema_description:"How the broker is deployed, when it runs in the system's own cluster or compose project."`
+	Secrets      []Secret  `yaml:"secrets,omitempty" json:"secrets,omitempty" jsonschema_description:"Secrets the broker's deployment receives and how they are supplied."`
 
 	Source Source `yaml:"-" json:"-"`
 }
@@ -159,9 +161,9 @@ type Broker struct {
 // External is a system outside the model's control: a third-party API, or a host named in
 // configuration that matches no workload.
 type External struct {
-	Name         string  `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	Name         string  `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"Unique name across services, datastores, brokers and externals."`
 	Host         string  `yaml:"host,omitempty" json:"host,omitempty" jsonschema_description:"Host name or address as written in configuration."`
-	Availability float64 `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1"`
+	Availability float64 `yaml:"availability,omitempty" json:"availability,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1" jsonschema_description:"Availability the provider promises; faultline's default is used when absent."`
 
 	Source Source `yaml:"-" json:"-"`
 }
@@ -201,10 +203,10 @@ type Policy struct {
 type Retry struct {
 	Attempts      int      `yaml:"attempts,omitempty" json:"attempts,omitempty" jsonschema:"minimum=1" jsonschema_description:"Total attempts including the first."`
 	Backoff       string   `yaml:"backoff,omitempty" json:"backoff,omitempty" jsonschema:"enum=none,enum=constant,enum=linear,enum=exponential" jsonschema_description:"How the wait between attempts grows."`
-	BaseDelay     Duration `yaml:"baseDelay,omitempty" json:"baseDelay,omitempty"`
-	MaxDelay      Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty"`
-	Jitter        string   `yaml:"jitter,omitempty" json:"jitter,omitempty" jsonschema:"enum=none,enum=full,enum=equal,enum=decorrelated"`
-	PerTryTimeout Duration `yaml:"perTryTimeout,omitempty" json:"perTryTimeout,omitempty"`
+	BaseDelay     Duration `yaml:"baseDelay,omitempty" json:"baseDelay,omitempty" jsonschema_description:"Wait before the first retry."`
+	MaxDelay      Duration `yaml:"maxDelay,omitempty" json:"maxDelay,omitempty" jsonschema_description:"Longest wait between attempts."`
+	Jitter        string   `yaml:"jitter,omitempty" json:"jitter,omitempty" jsonschema:"enum=none,enum=full,enum=equal,enum=decorrelated" jsonschema_description:"How the wait is randomized so clients do not retry in step."`
+	PerTryTimeout Duration `yaml:"perTryTimeout,omitempty" json:"perTryTimeout,omitempty" jsonschema_description:"Deadline of each attempt."`
 	Budget        float64  `yaml:"budget,omitempty" json:"budget,omitempty" jsonschema:"minimum=0,maximum=1" jsonschema_description:"Retries allowed as a fraction of recent calls (a retry budget)."`
 	RetryOn       []string `yaml:"retryOn,omitempty" json:"retryOn,omitempty" jsonschema_description:"Conditions retried, such as 5xx, reset, unavailable."`
 }
@@ -213,36 +215,36 @@ type Retry struct {
 type CircuitBreaker struct {
 	FailureRate         float64  `yaml:"failureRate,omitempty" json:"failureRate,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1" jsonschema_description:"Failure fraction that opens the breaker."`
 	ConsecutiveFailures int      `yaml:"consecutiveFailures,omitempty" json:"consecutiveFailures,omitempty" jsonschema:"minimum=1" jsonschema_description:"Consecutive failures that open the breaker (instead of a rate)."`
-	MinCalls            int      `yaml:"minCalls,omitempty" json:"minCalls,omitempty" jsonschema:"minimum=1"`
+	MinCalls            int      `yaml:"minCalls,omitempty" json:"minCalls,omitempty" jsonschema:"minimum=1" jsonschema_description:"Calls in the window before the failure rate counts."`
 	Window              Duration `yaml:"window,omitempty" json:"window,omitempty" jsonschema_description:"Sliding window the failure rate is measured over."`
 	OpenDuration        Duration `yaml:"openDuration,omitempty" json:"openDuration,omitempty" jsonschema_description:"How long the breaker stays open before probing."`
-	HalfOpenProbes      int      `yaml:"halfOpenProbes,omitempty" json:"halfOpenProbes,omitempty" jsonschema:"minimum=1"`
-	SlowCallDuration    Duration `yaml:"slowCallDuration,omitempty" json:"slowCallDuration,omitempty"`
-	SlowCallRate        float64  `yaml:"slowCallRate,omitempty" json:"slowCallRate,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1"`
+	HalfOpenProbes      int      `yaml:"halfOpenProbes,omitempty" json:"halfOpenProbes,omitempty" jsonschema:"minimum=1" jsonschema_description:"Trial calls let through when the breaker half-opens."`
+	SlowCallDuration    Duration `yaml:"slowCallDuration,omitempty" json:"slowCallDuration,omitempty" jsonschema_description:"Calls slower than this count as slow."`
+	SlowCallRate        float64  `yaml:"slowCallRate,omitempty" json:"slowCallRate,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1" jsonschema_description:"Slow-call fraction that opens the breaker."`
 }
 
 // Bulkhead caps the concurrent calls a caller makes to one dependency.
 type Bulkhead struct {
-	MaxConcurrent int      `yaml:"maxConcurrent,omitempty" json:"maxConcurrent,omitempty" jsonschema:"minimum=1"`
-	MaxQueue      int      `yaml:"maxQueue,omitempty" json:"maxQueue,omitempty" jsonschema:"minimum=0"`
-	MaxWait       Duration `yaml:"maxWait,omitempty" json:"maxWait,omitempty"`
+	MaxConcurrent int      `yaml:"maxConcurrent,omitempty" json:"maxConcurrent,omitempty" jsonschema:"minimum=1" jsonschema_description:"Calls in flight at once."`
+	MaxQueue      int      `yaml:"maxQueue,omitempty" json:"maxQueue,omitempty" jsonschema:"minimum=0" jsonschema_description:"Calls allowed to wait for a slot."`
+	MaxWait       Duration `yaml:"maxWait,omitempty" json:"maxWait,omitempty" jsonschema_description:"Longest wait for a slot."`
 }
 
 // RateLimit caps the rate of calls.
 type RateLimit struct {
-	RPS   float64 `yaml:"rps,omitempty" json:"rps,omitempty" jsonschema:"exclusiveMinimum=0"`
-	Burst int     `yaml:"burst,omitempty" json:"burst,omitempty" jsonschema:"minimum=0"`
+	RPS   float64 `yaml:"rps,omitempty" json:"rps,omitempty" jsonschema:"exclusiveMinimum=0" jsonschema_description:"Calls per second allowed."`
+	Burst int     `yaml:"burst,omitempty" json:"burst,omitempty" jsonschema:"minimum=0" jsonschema_description:"Calls allowed at once above the rate."`
 }
 
 // Hedge sends a second copy of a slow call.
 type Hedge struct {
-	Delay     Duration `yaml:"delay,omitempty" json:"delay,omitempty"`
-	MaxHedges int      `yaml:"maxHedges,omitempty" json:"maxHedges,omitempty" jsonschema:"minimum=1"`
+	Delay     Duration `yaml:"delay,omitempty" json:"delay,omitempty" jsonschema_description:"Wait before sending the hedged copy."`
+	MaxHedges int      `yaml:"maxHedges,omitempty" json:"maxHedges,omitempty" jsonschema:"minimum=1" jsonschema_description:"Extra copies at most."`
 }
 
 // Entrypoint is where user traffic enters: an endpoint of a service, with its request rate.
 type Entrypoint struct {
-	Name    string  `yaml:"name" json:"name" jsonschema:"minLength=1"`
+	Name    string  `yaml:"name" json:"name" jsonschema:"minLength=1" jsonschema_description:"Unique entrypoint name, such as checkout."`
 	Service string  `yaml:"service" json:"service" jsonschema:"minLength=1" jsonschema_description:"Service that receives the requests."`
 	RPS     float64 `yaml:"rps,omitempty" json:"rps,omitempty" jsonschema:"minimum=0" jsonschema_description:"Requests per second at peak."`
 	Path    string  `yaml:"path,omitempty" json:"path,omitempty" jsonschema_description:"Route or operation, such as POST /checkout."`

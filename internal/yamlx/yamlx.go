@@ -59,6 +59,7 @@ func ToValue(n *yaml.Node) (any, []Issue) {
 }
 
 type converter struct {
+	active  map[*yaml.Node]bool // mappings being converted: meeting one again means a cycle
 	visited int
 	issues  []Issue
 	tooBig  bool
@@ -102,7 +103,11 @@ func (c *converter) value(n *yaml.Node, path string) any {
 		return out
 	case yaml.MappingNode:
 		out := make(map[string]any, len(n.Content)/2)
+		if !c.enter(n, path) {
+			return out
+		}
 		c.mapping(n, path, out, map[string]int{})
+		delete(c.active, n)
 		return out
 	case yaml.ScalarNode:
 		return c.scalar(n, path)
@@ -149,7 +154,11 @@ func (c *converter) mapping(n *yaml.Node, path string, out map[string]any, seen 
 				continue
 			}
 			tmp := map[string]any{}
+			if !c.enter(s, path) {
+				continue
+			}
 			c.mapping(s, path, tmp, map[string]int{})
+			delete(c.active, s)
 			for k, v := range tmp {
 				if _, ok := out[k]; !ok {
 					out[k] = v
@@ -157,6 +166,21 @@ func (c *converter) mapping(n *yaml.Node, path string, out map[string]any, seen 
 			}
 		}
 	}
+}
+
+// enter marks a mapping as being converted; it reports false (and an issue) when the mapping is
+// already being converted, which only an alias or merge referring to its own anchor can cause.
+func (c *converter) enter(n *yaml.Node, path string) bool {
+	if c.active == nil {
+		c.active = map[*yaml.Node]bool{}
+	}
+	if c.active[n] {
+		c.tooBig = true
+		c.add(n, path, "an alias or merge key refers to the mapping that contains it")
+		return false
+	}
+	c.active[n] = true
+	return true
 }
 
 func (c *converter) scalar(n *yaml.Node, path string) any {
@@ -231,6 +255,15 @@ func Find(n *yaml.Node, path []string) (value, key *yaml.Node) {
 }
 
 func lookupKey(m *yaml.Node, name string) (k, v *yaml.Node) {
+	return lookupKeyDepth(m, name, 0)
+}
+
+// lookupKeyDepth follows merge keys at most 32 deep, so a merge that refers back to its own
+// mapping cannot recurse forever.
+func lookupKeyDepth(m *yaml.Node, name string, depth int) (k, v *yaml.Node) {
+	if depth > 32 {
+		return nil, nil
+	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == name && m.Content[i].Tag != "!!merge" {
 			return m.Content[i], m.Content[i+1]
@@ -243,7 +276,7 @@ func lookupKey(m *yaml.Node, name string) (k, v *yaml.Node) {
 				src = src.Alias
 			}
 			if src.Kind == yaml.MappingNode {
-				if k, v := lookupKey(src, name); v != nil {
+				if k, v := lookupKeyDepth(src, name, depth+1); v != nil {
 					return k, v
 				}
 			}
@@ -290,4 +323,56 @@ func FormatPath(path []string) string {
 		b.WriteString(s)
 	}
 	return b.String()
+}
+
+// ExpandedSize counts the nodes of a document with every alias expanded, stopping past the limit
+// it returns: MaxNodes, or twice the document's own size for a large honest one. Every walk
+// a reader makes is bounded by this count, so a "billion laughs" document, or an alias that
+// refers to its own anchor, is refused before anything reads it.
+func ExpandedSize(root *yaml.Node) (size, limit int) {
+	distinct, aliases := 0, 0
+	var count func(n *yaml.Node)
+	count = func(n *yaml.Node) {
+		distinct++
+		if n.Kind == yaml.AliasNode {
+			aliases++
+		}
+		for _, c := range n.Content {
+			count(c)
+		}
+	}
+	count(root)
+	limit = max(MaxNodes, 2*distinct)
+	if aliases == 0 {
+		return distinct, limit
+	}
+	memo := map[*yaml.Node]int{}
+	open := map[*yaml.Node]bool{}
+	var walk func(n *yaml.Node) int
+	walk = func(n *yaml.Node) int {
+		if n == nil {
+			return 0
+		}
+		if v, ok := memo[n]; ok {
+			return v
+		}
+		if open[n] {
+			return limit + 1 // an alias inside its own anchor
+		}
+		open[n] = true
+		total := 1
+		if n.Kind == yaml.AliasNode {
+			total += walk(n.Alias)
+		}
+		for _, c := range n.Content {
+			if total += walk(c); total > limit {
+				total = limit + 1
+				break
+			}
+		}
+		delete(open, n)
+		memo[n] = total
+		return total
+	}
+	return walk(root), limit
 }

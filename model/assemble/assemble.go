@@ -89,7 +89,8 @@ func (b *Builder) AddComponent(name, image string, replicas int, w *model.Worklo
 	return model.KindService
 }
 
-// Service returns the service added under name, for the importer to fill in more fields.
+// Service returns the service added under name, for the importer to fill in more fields. The
+// pointer is valid until the next AddService (Datastore, Broker and Edge likewise).
 func (b *Builder) Service(name string) *model.Service { return b.sys.Service(name) }
 
 // Datastore returns the datastore added under name.
@@ -175,6 +176,30 @@ func (b *Builder) EdgeFromRef(from string, ref hostref.Ref, resolve Resolver, sr
 	}
 	b.AddEdge(e)
 	return to
+}
+
+// AddEntrypoint adds an entrypoint; one with the same name as an earlier one is dropped with a
+// warning.
+func (b *Builder) AddEntrypoint(ep model.Entrypoint) {
+	for _, e := range b.sys.Entrypoints {
+		if e.Name == ep.Name {
+			b.Warn(model.At(ep.Source, "", "entrypoint %q is defined again; keeping the first", ep.Name))
+			return
+		}
+	}
+	b.sys.Entrypoints = append(b.sys.Entrypoints, ep)
+}
+
+// EdgesInto returns pointers to the edges that end at a component, for an importer to attach the
+// policy a mesh or gateway applies to every caller. The pointers are valid until the next AddEdge.
+func (b *Builder) EdgesInto(to string) []*model.Edge {
+	var out []*model.Edge
+	for i := range b.sys.Edges {
+		if b.sys.Edges[i].To == to {
+			out = append(out, &b.sys.Edges[i])
+		}
+	}
+	return out
 }
 
 // Warn records a non-fatal problem.

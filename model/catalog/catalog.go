@@ -127,3 +127,56 @@ func ProtocolFor(engine string) string {
 	}
 	return ""
 }
+
+// officialEnv are variables the official database and broker images read at first start; an image
+// built FROM one of them (weaveworksdemos/catalogue-db) still takes them.
+var officialEnv = map[string]string{
+	"MYSQL_ROOT_PASSWORD": "mysql", "MYSQL_ALLOW_EMPTY_PASSWORD": "mysql", "MYSQL_RANDOM_ROOT_PASSWORD": "mysql",
+	"MYSQL_DATABASE": "mysql", "MARIADB_ROOT_PASSWORD": "mariadb", "MARIADB_DATABASE": "mariadb",
+	"POSTGRES_PASSWORD": "postgres", "POSTGRES_DB": "postgres", "POSTGRES_USER": "postgres",
+	"MONGO_INITDB_ROOT_USERNAME": "mongo", "MONGO_INITDB_ROOT_PASSWORD": "mongo", "MONGO_INITDB_DATABASE": "mongo",
+	"RABBITMQ_DEFAULT_USER": "rabbitmq", "RABBITMQ_DEFAULT_PASS": "rabbitmq", "RABBITMQ_ERLANG_COOKIE": "rabbitmq",
+}
+
+// RecognizeHints recognizes a datastore or broker whose image is not in the table, from the
+// variables the official images read (MYSQL_ROOT_PASSWORD, POSTGRES_DB...) or a port named after
+// an engine (mysql, mongo). why says which hint matched, and is empty when none did.
+func RecognizeHints(envNames, portNames []string) (e Entry, why string) {
+	for _, name := range envNames {
+		if engine, ok := officialEnv[name]; ok {
+			if entry, ok := entryFor(engine); ok {
+				return entry, "its variable " + name
+			}
+		}
+	}
+	for _, p := range portNames {
+		name := strings.ToLower(p)
+		if name == "" {
+			continue
+		}
+		for _, entry := range Table {
+			if name == entry.Engine || containsString(entry.Names, name) {
+				return entry, "its port named " + name
+			}
+		}
+	}
+	return Entry{}, ""
+}
+
+func entryFor(engine string) (Entry, bool) {
+	for _, e := range Table {
+		if e.Engine == engine {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

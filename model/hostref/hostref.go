@@ -23,7 +23,8 @@ type Ref struct {
 	TLS bool
 	// IP is true when Host is an IP address literal.
 	IP bool
-	// Raw is the part of the value the reference was read from.
+	// Raw is the part of the value the reference was read from, with any user:password@ removed so
+	// credentials never reach a model.
 	Raw string
 }
 
@@ -89,7 +90,7 @@ func Find(key, value string) []Ref {
 			if r, ok := parseHostPort(hp, true); ok {
 				r.Scheme = scheme
 				r.TLS = tls || secureScheme(scheme)
-				r.Raw = value[m[0]:m[1]]
+				r.Raw = stripUserinfo(value[m[0]:end])
 				refs = append(refs, r)
 			}
 		}
@@ -134,7 +135,7 @@ func Find(key, value string) []Ref {
 			}
 			continue
 		}
-		if bareOK && len(tokens) <= 8 && bareHost.MatchString(tok) && !isNumber(tok) && !notAHost[strings.ToLower(tok)] {
+		if (bareOK || clusterDNS(tok)) && len(tokens) <= 8 && bareHost.MatchString(tok) && !isNumber(tok) && !notAHost[strings.ToLower(tok)] {
 			if r, ok := parseHostPort(tok, true); ok {
 				r.TLS, r.Raw = tls, tok
 				refs = append(refs, r)
@@ -166,6 +167,30 @@ func FindInArgs(args []string) []Ref {
 		refs = append(refs, Find(key, a)...)
 	}
 	return dedupe(refs)
+}
+
+// clusterDNS reports whether a word is a Kubernetes Service DNS name (svc.ns.svc[.cluster.local]),
+// a host whatever the variable holding it is called.
+func clusterDNS(s string) bool {
+	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	return strings.HasSuffix(s, ".svc.cluster.local") || strings.HasSuffix(s, ".svc") && strings.Count(s, ".") >= 2
+}
+
+// stripUserinfo removes user:password@ from a URL.
+func stripUserinfo(u string) string {
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return u
+	}
+	rest := u[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+		return u[:i+3] + rest[at+1:]
+	}
+	return u
 }
 
 // notAHost are words host-holding variables often carry that are not hosts.

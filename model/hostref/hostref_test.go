@@ -36,6 +36,8 @@ func TestFind(t *testing.T) {
 		{"API_URL", "http://localhost:3000", []string{}},
 		{"FOO_HOST", "${HOST}", []string{}},
 		{"ENABLE_HOST", "true", []string{}},
+		{"ZIPKIN", "zipkin.jaeger.svc.cluster.local", []string{"zipkin.jaeger.svc.cluster.local"}},
+		{"UPSTREAM_NAME", "cart.shop.svc", []string{"cart.shop.svc"}},
 	}
 	for _, c := range cases {
 		got := hosts(Find(c.key, c.value))
@@ -53,6 +55,10 @@ func TestFindDetails(t *testing.T) {
 	r = Find("DSN", "host=pg port=6432 sslmode=verify-full")
 	if len(r) != 1 || !r[0].TLS || r[0].Port != 6432 {
 		t.Fatalf("got %+v", r)
+	}
+	r = Find("DATABASE_URL", "postgres://app:s3cret@db:5432/app")
+	if len(r) != 1 || r[0].Raw != "postgres://db:5432/app" {
+		t.Fatalf("credentials kept in Raw: %+v", r)
 	}
 	r = Find("X", "10.1.2.3:5432")
 	if len(r) != 1 || !r[0].IP {
