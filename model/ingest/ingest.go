@@ -86,7 +86,9 @@ func Open(ctx context.Context, paths []string, opts Options) (*Result, error) {
 	case Compose:
 		res.System, err = compose.Import(ctx, files, compose.Options{Profiles: opts.Profiles, Name: opts.Name})
 	case Kube:
-		res.System, res.Skipped, err = kube.Import(ctx, files, kube.Options{Name: opts.Name, Namespace: opts.Namespace})
+		// The importer walks directories itself and names the system after the namespace or the
+		// directory, so it gets the paths as the user gave them.
+		res.System, res.Skipped, err = kube.Import(ctx, paths, kube.Options{Name: opts.Name, Namespace: opts.Namespace})
 	default:
 		return nil, fmt.Errorf("unknown input format %q", from)
 	}
