@@ -5,6 +5,7 @@ package assemble
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/faultline-dev/faultline/model"
@@ -73,10 +74,11 @@ func (b *Builder) AddExternal(e model.External) {
 	b.sys.Externals = append(b.sys.Externals, e)
 }
 
-// AddComponent adds a workload as a datastore or broker when its image is in the recognition table,
-// and as a service otherwise. It returns the kind chosen.
+// AddComponent adds a workload as a datastore or broker when its image is in the recognition table
+// (unless its name marks a tool around the engine, such as db-backup), and as a service otherwise.
+// It returns the kind chosen.
 func (b *Builder) AddComponent(name, image string, replicas int, w *model.Workload, src model.Source) model.ComponentKind {
-	if e, ok := catalog.Recognize(image); ok {
+	if e, ok := catalog.Recognize(image); ok && !catalog.IsTool(name) {
 		switch e.Kind {
 		case model.KindDatastore:
 			b.AddDatastore(model.Datastore{Name: name, Kind: e.Engine, Replicas: replicas, Workload: w, Source: src})
@@ -211,10 +213,18 @@ func (b *Builder) Warnf(src model.Source, format string, args ...any) {
 }
 
 // System returns the assembled system with defaults applied and elements sorted by name, so the
-// output is the same whatever order the files were read in.
+// output is the same whatever order the files were read in. The result is a copy: the builder can
+// still be used (and looked up) afterwards.
 func (b *Builder) System(sources []string) *model.System {
 	s := b.sys
 	s.Sources = sources
+	s.Services = slices.Clone(s.Services)
+	s.Datastores = slices.Clone(s.Datastores)
+	s.Brokers = slices.Clone(s.Brokers)
+	s.Externals = slices.Clone(s.Externals)
+	s.Edges = slices.Clone(s.Edges)
+	s.Entrypoints = slices.Clone(s.Entrypoints)
+	s.Warnings = slices.Clone(s.Warnings)
 	sort.SliceStable(s.Services, func(i, j int) bool { return s.Services[i].Name < s.Services[j].Name })
 	sort.SliceStable(s.Datastores, func(i, j int) bool { return s.Datastores[i].Name < s.Datastores[j].Name })
 	sort.SliceStable(s.Brokers, func(i, j int) bool { return s.Brokers[i].Name < s.Brokers[j].Name })
@@ -226,7 +236,7 @@ func (b *Builder) System(sources []string) *model.System {
 		return s.Edges[i].To < s.Edges[j].To
 	})
 	for i := range s.Services {
-		sort.Strings(s.Services[i].Datastores)
+		s.Services[i].Datastores = slices.Sorted(slices.Values(s.Services[i].Datastores))
 	}
 	s.ApplyDefaults()
 	return &s

@@ -88,11 +88,8 @@ func Recognize(image string) (Entry, bool) {
 	if name == "" || strings.Contains(name, "$") {
 		return Entry{}, false
 	}
-	parts := strings.FieldsFunc(name, func(r rune) bool { return r == '-' || r == '_' || r == '.' })
-	for _, p := range parts {
-		if notTheEngine[p] {
-			return Entry{}, false
-		}
+	if IsTool(name) {
+		return Entry{}, false
 	}
 	for _, e := range Table {
 		for _, n := range e.Names {
@@ -128,14 +125,28 @@ func ProtocolFor(engine string) string {
 	return ""
 }
 
-// officialEnv are variables the official database and broker images read at first start; an image
-// built FROM one of them (weaveworksdemos/catalogue-db) still takes them.
+// officialEnv are variables only the official database and broker images read (at first start);
+// an image built FROM one of them (weaveworksdemos/catalogue-db) still takes them. Variables an
+// application also sets to connect (POSTGRES_USER, MYSQL_DATABASE) are left out on purpose: they
+// would turn ordinary services into datastores.
 var officialEnv = map[string]string{
 	"MYSQL_ROOT_PASSWORD": "mysql", "MYSQL_ALLOW_EMPTY_PASSWORD": "mysql", "MYSQL_RANDOM_ROOT_PASSWORD": "mysql",
-	"MYSQL_DATABASE": "mysql", "MARIADB_ROOT_PASSWORD": "mariadb", "MARIADB_DATABASE": "mariadb",
-	"POSTGRES_PASSWORD": "postgres", "POSTGRES_DB": "postgres", "POSTGRES_USER": "postgres",
+	"MYSQL_ROOT_HOST": "mysql", "MARIADB_ROOT_PASSWORD": "mariadb", "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD": "mariadb",
+	"MARIADB_RANDOM_ROOT_PASSWORD": "mariadb", "PGDATA": "postgres", "POSTGRES_INITDB_ARGS": "postgres",
+	"POSTGRES_HOST_AUTH_METHOD": "postgres", "POSTGRES_INITDB_WALDIR": "postgres",
 	"MONGO_INITDB_ROOT_USERNAME": "mongo", "MONGO_INITDB_ROOT_PASSWORD": "mongo", "MONGO_INITDB_DATABASE": "mongo",
-	"RABBITMQ_DEFAULT_USER": "rabbitmq", "RABBITMQ_DEFAULT_PASS": "rabbitmq", "RABBITMQ_ERLANG_COOKIE": "rabbitmq",
+	"RABBITMQ_ERLANG_COOKIE": "rabbitmq", "RABBITMQ_NODENAME": "rabbitmq",
+}
+
+// IsTool reports whether a workload name marks a tool around an engine rather than the engine
+// (db-backup, postgres-exporter, kafka-ui), so a postgres image named db-backup stays a service.
+func IsTool(name string) bool {
+	for _, p := range strings.FieldsFunc(strings.ToLower(name), func(r rune) bool { return r == '-' || r == '_' || r == '.' }) {
+		if notTheEngine[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // RecognizeHints recognizes a datastore or broker whose image is not in the table, from the

@@ -44,3 +44,24 @@ func TestRecognize(t *testing.T) {
 		}
 	}
 }
+
+func TestRecognizeHints(t *testing.T) {
+	if e, why := RecognizeHints([]string{"FOO", "MYSQL_ROOT_PASSWORD"}, nil); e.Engine != "mysql" || why == "" {
+		t.Errorf("root password: %v %q", e.Engine, why)
+	}
+	if e, why := RecognizeHints(nil, []string{"http", "mongo"}); e.Engine != "mongo" || why == "" {
+		t.Errorf("port name: %v %q", e.Engine, why)
+	}
+	// An application that connects to postgres sets these too; they must not make it a datastore.
+	if _, why := RecognizeHints([]string{"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "MYSQL_DATABASE"}, []string{"http"}); why != "" {
+		t.Errorf("client variables recognized as a server: %q", why)
+	}
+}
+
+func TestIsTool(t *testing.T) {
+	for name, want := range map[string]bool{"db-backup": true, "postgres-exporter": true, "kafka_ui": true, "orders-db": false, "postgres": false} {
+		if IsTool(name) != want {
+			t.Errorf("IsTool(%q) = %v", name, !want)
+		}
+	}
+}

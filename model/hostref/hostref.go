@@ -176,8 +176,11 @@ func clusterDNS(s string) bool {
 	return strings.HasSuffix(s, ".svc.cluster.local") || strings.HasSuffix(s, ".svc") && strings.Count(s, ".") >= 2
 }
 
-// stripUserinfo removes user:password@ from a URL.
+var secretParam = regexp.MustCompile(`(?i)([?&;](?:password|passwd|pwd|pass|secret|token|api[_-]?key|apikey|access[_-]?key|auth|credentials?|sig|signature)=)[^&;#\s]*`)
+
+// stripUserinfo removes user:password@ from a URL and masks secret-looking query parameters.
 func stripUserinfo(u string) string {
+	u = secretParam.ReplaceAllString(u, "${1}***")
 	i := strings.Index(u, "://")
 	if i < 0 {
 		return u

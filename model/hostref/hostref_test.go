@@ -2,6 +2,7 @@ package hostref
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -59,6 +60,10 @@ func TestFindDetails(t *testing.T) {
 	r = Find("DATABASE_URL", "postgres://app:s3cret@db:5432/app")
 	if len(r) != 1 || r[0].Raw != "postgres://db:5432/app" {
 		t.Fatalf("credentials kept in Raw: %+v", r)
+	}
+	r = Find("MONGO_URL", "mongodb://db:27017/app?authSource=admin&password=hunter2&tls=false")
+	if len(r) != 1 || strings.Contains(r[0].Raw, "hunter2") || !strings.Contains(r[0].Raw, "password=***") {
+		t.Fatalf("secret query parameter kept: %+v", r)
 	}
 	r = Find("X", "10.1.2.3:5432")
 	if len(r) != 1 || !r[0].IP {

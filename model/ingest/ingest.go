@@ -5,6 +5,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -99,18 +100,21 @@ func Open(ctx context.Context, paths []string, opts Options) (*Result, error) {
 }
 
 // detect classifies each file by its content. Files found by walking a directory that are none of
-// the three formats are left out; files named explicitly must be one of them.
+// the three formats are left out; files named explicitly must be one of them. Empty or
+// comment-only files (an override left empty on purpose) join the compose files.
 func detect(paths, files []string) (Format, []string, error) {
 	explicit := map[string]bool{}
 	for _, p := range paths {
 		explicit[filepath.Clean(p)] = true
 	}
-	byFormat := map[Format][]string{}
+	const blank Format = "blank"
+	class := map[string]Format{}
 	var probs model.Problems
 	for _, f := range files {
 		data, err := model.ReadInput(f)
 		if err != nil {
-			if ps, ok := err.(model.Problems); ok {
+			var ps model.Problems
+			if errors.As(err, &ps) {
 				probs = append(probs, ps...)
 			} else {
 				probs = append(probs, model.Problem{File: f, Message: err.Error()})
@@ -118,12 +122,14 @@ func detect(paths, files []string) (Format, []string, error) {
 			continue
 		}
 		switch {
+		case isBlank(data):
+			class[f] = blank
 		case model.IsModelDocument(data):
-			byFormat[Model] = append(byFormat[Model], f)
+			class[f] = Model
 		case compose.LooksLikeCompose(data):
-			byFormat[Compose] = append(byFormat[Compose], f)
+			class[f] = Compose
 		case kube.LooksLikeKubernetes(data):
-			byFormat[Kube] = append(byFormat[Kube], f)
+			class[f] = Kube
 		case explicit[filepath.Clean(f)]:
 			probs = append(probs, model.Problem{File: f, Line: 1, Message: "not a faultline model (apiVersion: faultline/v1), a compose file (services:) or a Kubernetes manifest (apiVersion and kind)"})
 		}
@@ -132,21 +138,46 @@ func detect(paths, files []string) (Format, []string, error) {
 		return "", nil, probs
 	}
 	var found []Format
-	for _, f := range []Format{Model, Compose, Kube} {
-		if len(byFormat[f]) > 0 {
-			found = append(found, f)
+	byFormat := map[Format][]string{}
+	for _, f := range files { // file order kept: compose files given later override earlier ones
+		c, ok := class[f]
+		if !ok || c == blank {
+			continue
 		}
+		if len(byFormat[c]) == 0 {
+			found = append(found, c)
+		}
+		byFormat[c] = append(byFormat[c], f)
 	}
 	switch len(found) {
 	case 0:
 		return "", nil, model.Problems{{File: strings.Join(paths, ", "), Message: "no model, compose file or Kubernetes manifest found"}}
 	case 1:
-		// Order is kept: compose files given later override earlier ones.
-		return found[0], byFormat[found[0]], nil
+		if found[0] != Compose {
+			return found[0], byFormat[found[0]], nil
+		}
+		var out []string
+		for _, f := range files {
+			if class[f] == Compose || class[f] == blank {
+				out = append(out, f)
+			}
+		}
+		return Compose, out, nil
 	}
 	var parts []string
 	for _, f := range found {
 		parts = append(parts, fmt.Sprintf("%s: %s", f, strings.Join(byFormat[f], ", ")))
 	}
 	return "", nil, model.Problems{{Message: "inputs mix formats (" + strings.Join(parts, "; ") + "); read them separately or choose one with --from"}}
+}
+
+// isBlank reports whether a YAML file holds nothing but whitespace, comments and document markers.
+func isBlank(data []byte) bool {
+	for _, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		if t != "" && !strings.HasPrefix(t, "#") && t != "---" && t != "..." {
+			return false
+		}
+	}
+	return true
 }

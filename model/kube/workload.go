@@ -1,7 +1,6 @@
 package kube
 
 import (
-
 	"github.com/faultline-dev/faultline/model"
 	"github.com/faultline-dev/faultline/model/catalog"
 )
