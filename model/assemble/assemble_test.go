@@ -36,7 +36,7 @@ func TestBuilder(t *testing.T) {
 	}
 	b.AddEdge(model.Edge{From: "api", To: "bus", Source: src})
 	b.AddEdge(model.Edge{From: "api", To: "db", Protocol: "tcp", Source: src}) // merged into the first
-	b.AddEdge(model.Edge{From: "api", To: "api", Source: src})                  // self edges dropped
+	b.AddEdge(model.Edge{From: "api", To: "api", Source: src})                 // self edges dropped
 	b.AddEntrypoint(model.Entrypoint{Name: "main", Service: "api"})
 	b.AddEntrypoint(model.Entrypoint{Name: "main", Service: "api"})
 
