@@ -68,18 +68,7 @@ func BenchmarkLoadValidateQuery(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		g := NewGraph(sys)
-		for _, ep := range sys.Entrypoints {
-			g.SyncReachable(ep.Service)
-			g.LongestSyncChain(ep.Service)
-			g.SyncPaths(ep.Service, 1000)
-			g.SyncTree(ep.Service)
-		}
-		g.Cycles(true)
-		for _, s := range sys.Services {
-			g.Callers(s.Name)
-			g.Callees(s.Name)
-		}
+		queryAll(sys)
 	}
 }
 
@@ -104,13 +93,23 @@ func BenchmarkGraphQueries(b *testing.B) {
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		g := NewGraph(sys)
-		for _, ep := range sys.Entrypoints {
-			g.SyncReachable(ep.Service)
-			g.LongestSyncChain(ep.Service)
-			g.SyncPaths(ep.Service, 1000)
-			g.SyncTree(ep.Service)
-		}
-		g.Cycles(true)
+		queryAll(sys)
+	}
+}
+
+// queryAll runs every graph query the review and the simulator ask: per entrypoint reachability,
+// longest chain, paths and tree; cycles; callers and callees of every service.
+func queryAll(sys *System) {
+	g := NewGraph(sys)
+	for _, ep := range sys.Entrypoints {
+		g.SyncReachable(ep.Service)
+		g.LongestSyncChain(ep.Service)
+		g.SyncPaths(ep.Service, 1000)
+		g.SyncTree(ep.Service)
+	}
+	g.Cycles(true)
+	for _, s := range sys.Services {
+		g.Callers(s.Name)
+		g.Callees(s.Name)
 	}
 }

@@ -187,9 +187,9 @@ func describeSchemaError(file string, doc *yaml.Node, ve *jsonschema.ValidationE
 		return out
 	case *kind.Type:
 		if sub := schemaAt(ve.InstanceLocation); sub["pattern"] == durationPattern {
-			return Problems{at(node, field, fmt.Sprintf("expected a duration such as 500ms or 2s, got %s", describeNode(node, k.Got)))}
+			return Problems{at(node, field, fmt.Sprintf("expected a duration such as 500ms or 2s, got %s", yamlx.Describe(node)))}
 		}
-		return Problems{at(node, field, fmt.Sprintf("expected %s, got %s", strings.Join(k.Want, " or "), describeNode(node, k.Got)))}
+		return Problems{at(node, field, fmt.Sprintf("expected %s, got %s", strings.Join(k.Want, " or "), yamlx.Describe(node)))}
 	case *kind.Enum:
 		want := make([]string, len(k.Want))
 		for i, w := range k.Want {
@@ -227,29 +227,6 @@ func ratString(r *big.Rat) string {
 	f, _ := r.Float64()
 	return fmt.Sprint(f)
 }
-
-func describeNode(n *yaml.Node, got string) string {
-	if n == nil {
-		return got
-	}
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.ShortTag() == "!!null" {
-			return "nothing (null)"
-		}
-		if n.ShortTag() == "!!str" {
-			return fmt.Sprintf("string %q", n.Value)
-		}
-		return tagNames[n.ShortTag()] + " " + n.Value
-	}
-	return got
-}
-
-var tagNames = map[string]string{"!!str": "string", "!!int": "integer", "!!float": "number", "!!bool": "boolean", "!!timestamp": "timestamp", "!!binary": "binary"}
 
 func joinField(path, name string) string {
 	if path == "" {
@@ -323,53 +300,39 @@ func decode(file string, doc *yaml.Node) (*System, error) {
 // attachSources records, for every element, the line where it is written.
 func attachSources(file string, root *yaml.Node, sys *System) {
 	src := func(n *yaml.Node) Source { return Source{File: file, Line: n.Line, Column: n.Column} }
-	items := func(key string) []*yaml.Node {
-		n := yamlx.Get(root, key)
-		if n == nil || n.Kind != yaml.SequenceNode {
-			return nil
+	// each calls set for the i-th item of the list under key in n, for i < count.
+	each := func(n *yaml.Node, key string, count int, set func(i int, item *yaml.Node)) {
+		list := yamlx.Get(n, key)
+		if list == nil || list.Kind != yaml.SequenceNode {
+			return
 		}
-		return n.Content
+		for i, item := range list.Content {
+			if i < count {
+				set(i, item)
+			}
+		}
 	}
 	if n := yamlx.Get(root, "slo"); n != nil && sys.SLO != nil {
 		sys.SLO.Source = src(n)
 	}
-	for i, n := range items("services") {
-		if i < len(sys.Services) {
-			sys.Services[i].Source = src(n)
-			if sn := yamlx.Get(n, "secrets"); sn != nil && sn.Kind == yaml.SequenceNode {
-				for j, s := range sn.Content {
-					if j < len(sys.Services[i].Secrets) {
-						sys.Services[i].Secrets[j].Source = src(s)
-					}
-				}
-			}
-		}
-	}
-	for i, n := range items("datastores") {
-		if i < len(sys.Datastores) {
-			sys.Datastores[i].Source = src(n)
-		}
-	}
-	for i, n := range items("brokers") {
-		if i < len(sys.Brokers) {
-			sys.Brokers[i].Source = src(n)
-		}
-	}
-	for i, n := range items("externals") {
-		if i < len(sys.Externals) {
-			sys.Externals[i].Source = src(n)
-		}
-	}
-	for i, n := range items("edges") {
-		if i < len(sys.Edges) {
-			sys.Edges[i].Source = src(n)
-		}
-	}
-	for i, n := range items("entrypoints") {
-		if i < len(sys.Entrypoints) {
-			sys.Entrypoints[i].Source = src(n)
-		}
-	}
+	each(root, "services", len(sys.Services), func(i int, n *yaml.Node) {
+		svc := &sys.Services[i]
+		svc.Source = src(n)
+		each(n, "secrets", len(svc.Secrets), func(j int, s *yaml.Node) { svc.Secrets[j].Source = src(s) })
+	})
+	each(root, "datastores", len(sys.Datastores), func(i int, n *yaml.Node) {
+		d := &sys.Datastores[i]
+		d.Source = src(n)
+		each(n, "secrets", len(d.Secrets), func(j int, s *yaml.Node) { d.Secrets[j].Source = src(s) })
+	})
+	each(root, "brokers", len(sys.Brokers), func(i int, n *yaml.Node) {
+		br := &sys.Brokers[i]
+		br.Source = src(n)
+		each(n, "secrets", len(br.Secrets), func(j int, s *yaml.Node) { br.Secrets[j].Source = src(s) })
+	})
+	each(root, "externals", len(sys.Externals), func(i int, n *yaml.Node) { sys.Externals[i].Source = src(n) })
+	each(root, "edges", len(sys.Edges), func(i int, n *yaml.Node) { sys.Edges[i].Source = src(n) })
+	each(root, "entrypoints", len(sys.Entrypoints), func(i int, n *yaml.Node) { sys.Entrypoints[i].Source = src(n) })
 }
 
 func sortProblems(ps Problems) {

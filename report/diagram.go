@@ -99,50 +99,86 @@ func mermaidText(s string) string {
 	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;").Replace(s)
 }
 
-// Mermaid writes a Mermaid flowchart.
-func Mermaid(w io.Writer, s *model.System) error {
-	ids := newNodeIDs(s)
-	var b strings.Builder
-	b.WriteString("flowchart LR\n")
-	label := func(name, detail string) string {
-		if detail == "" {
-			return mermaidText(name)
-		}
-		return mermaidText(name) + "<br/><small>" + mermaidText(detail) + "</small>"
-	}
+// diagramNode is one box of a diagram, whatever the format.
+type diagramNode struct {
+	id, name, detail string
+	class            string // entry, service, datastore, broker, external
+}
+
+// diagramNodes lists the boxes of a system in drawing order: entrypoints, services, datastores,
+// brokers, externals.
+func diagramNodes(s *model.System, ids nodeIDs) []diagramNode {
+	var out []diagramNode
 	for _, ep := range s.Entrypoints {
 		detail := ep.Path
 		if ep.RPS > 0 {
 			detail = strings.TrimSpace(detail + " " + strconv.FormatFloat(ep.RPS, 'g', -1, 64) + " rps")
 		}
-		fmt.Fprintf(&b, "  %s([\"%s\"]):::entry\n", ids["entry:"+ep.Name], label(ep.Name, detail))
+		out = append(out, diagramNode{ids["entry:"+ep.Name], ep.Name, detail, "entry"})
 	}
 	for _, svc := range s.Services {
-		fmt.Fprintf(&b, "  %s[\"%s\"]:::service\n", ids[svc.Name], label(svc.Name, replicasNote(svc.Replicas, svc.Zones)))
+		out = append(out, diagramNode{ids[svc.Name], svc.Name, replicasNote(svc.Replicas, svc.Zones), "service"})
 	}
 	for _, d := range s.Datastores {
-		fmt.Fprintf(&b, "  %s[(\"%s\")]:::datastore\n", ids[d.Name], label(d.Name, strings.TrimSpace(d.Kind+" "+replicasNote(d.Replicas, d.Zones))))
+		out = append(out, diagramNode{ids[d.Name], d.Name, strings.TrimSpace(d.Kind + " " + replicasNote(d.Replicas, d.Zones)), "datastore"})
 	}
 	for _, br := range s.Brokers {
-		fmt.Fprintf(&b, "  %s{{\"%s\"}}:::broker\n", ids[br.Name], label(br.Name, strings.TrimSpace(br.Kind+" "+replicasNote(br.Replicas, br.Zones))))
+		out = append(out, diagramNode{ids[br.Name], br.Name, strings.TrimSpace(br.Kind + " " + replicasNote(br.Replicas, br.Zones)), "broker"})
 	}
 	for _, x := range s.Externals {
-		fmt.Fprintf(&b, "  %s>\"%s\"]:::external\n", ids[x.Name], label(x.Name, x.Host))
+		out = append(out, diagramNode{ids[x.Name], x.Name, x.Host, "external"})
 	}
+	return out
+}
+
+// diagramLink is one arrow of a diagram.
+type diagramLink struct {
+	from, to, label string
+	async           bool
+}
+
+// diagramLinks lists the arrows: entrypoint to service, then every edge (implicit datastore edges
+// included).
+func diagramLinks(s *model.System, ids nodeIDs) []diagramLink {
+	var out []diagramLink
 	for _, ep := range s.Entrypoints {
 		if id, ok := ids[ep.Service]; ok {
-			fmt.Fprintf(&b, "  %s --> %s\n", ids["entry:"+ep.Name], id)
+			out = append(out, diagramLink{from: ids["entry:"+ep.Name], to: id})
 		}
 	}
 	for _, e := range model.NewGraph(s).Edges() {
+		out = append(out, diagramLink{ids[e.From], ids[e.To], edgeLabel(e), !e.IsSync()})
+	}
+	return out
+}
+
+// mermaidShapes are the Mermaid node shapes per class: open and close around the label.
+var mermaidShapes = map[string][2]string{
+	"entry": {"([", "])"}, "service": {"[", "]"}, "datastore": {"[(", ")]"}, "broker": {"{{", "}}"}, "external": {">", "]"},
+}
+
+// Mermaid writes a Mermaid flowchart.
+func Mermaid(w io.Writer, s *model.System) error {
+	ids := newNodeIDs(s)
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	for _, n := range diagramNodes(s, ids) {
+		label := mermaidText(n.name)
+		if n.detail != "" {
+			label += "<br/><small>" + mermaidText(n.detail) + "</small>"
+		}
+		shape := mermaidShapes[n.class]
+		fmt.Fprintf(&b, "  %s%s\"%s\"%s:::%s\n", n.id, shape[0], label, shape[1], n.class)
+	}
+	for _, l := range diagramLinks(s, ids) {
 		arrow := "-->"
-		if !e.IsSync() {
+		if l.async {
 			arrow = "-.->"
 		}
-		if l := edgeLabel(e); l != "" {
-			fmt.Fprintf(&b, "  %s %s|\"%s\"| %s\n", ids[e.From], arrow, mermaidText(l), ids[e.To])
+		if l.label != "" {
+			fmt.Fprintf(&b, "  %s %s|\"%s\"| %s\n", l.from, arrow, mermaidText(l.label), l.to)
 		} else {
-			fmt.Fprintf(&b, "  %s %s %s\n", ids[e.From], arrow, ids[e.To])
+			fmt.Fprintf(&b, "  %s %s %s\n", l.from, arrow, l.to)
 		}
 	}
 	b.WriteString("  classDef entry fill:#fff7e6,stroke:#d48806\n")
@@ -158,51 +194,37 @@ func dotQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
 }
 
+// dotStyles are the Graphviz node attributes per class.
+var dotStyles = map[string]string{
+	"entry":     `shape=invhouse, style=filled, fillcolor="#fff7e6"`,
+	"service":   `shape=box, style="rounded,filled", fillcolor="#e6f4ff"`,
+	"datastore": `shape=cylinder, style=filled, fillcolor="#f6ffed"`,
+	"broker":    `shape=cds, style=filled, fillcolor="#f9f0ff"`,
+	"external":  `shape=box, style=dashed`,
+}
+
 // DOT writes a Graphviz digraph.
 func DOT(w io.Writer, s *model.System) error {
 	ids := newNodeIDs(s)
 	var b strings.Builder
 	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(s.Metadata.Name))
 	b.WriteString("  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n")
-	label := func(name, detail string) string {
-		if detail == "" {
-			return dotQuote(name)
+	for _, n := range diagramNodes(s, ids) {
+		label := n.name
+		if n.detail != "" {
+			label += "\n" + n.detail
 		}
-		return dotQuote(name + "\n" + detail)
+		fmt.Fprintf(&b, "  %s [label=%s, %s];\n", n.id, dotQuote(label), dotStyles[n.class])
 	}
-	for _, ep := range s.Entrypoints {
-		detail := ep.Path
-		if ep.RPS > 0 {
-			detail = strings.TrimSpace(detail + " " + strconv.FormatFloat(ep.RPS, 'g', -1, 64) + " rps")
+	for _, l := range diagramLinks(s, ids) {
+		var attrs []string
+		if l.label != "" {
+			attrs = append(attrs, "label="+dotQuote(l.label))
 		}
-		fmt.Fprintf(&b, "  %s [label=%s, shape=invhouse, style=filled, fillcolor=\"#fff7e6\"];\n", ids["entry:"+ep.Name], label(ep.Name, detail))
-	}
-	for _, svc := range s.Services {
-		fmt.Fprintf(&b, "  %s [label=%s, shape=box, style=\"rounded,filled\", fillcolor=\"#e6f4ff\"];\n", ids[svc.Name], label(svc.Name, replicasNote(svc.Replicas, svc.Zones)))
-	}
-	for _, d := range s.Datastores {
-		fmt.Fprintf(&b, "  %s [label=%s, shape=cylinder, style=filled, fillcolor=\"#f6ffed\"];\n", ids[d.Name], label(d.Name, strings.TrimSpace(d.Kind+" "+replicasNote(d.Replicas, d.Zones))))
-	}
-	for _, br := range s.Brokers {
-		fmt.Fprintf(&b, "  %s [label=%s, shape=cds, style=filled, fillcolor=\"#f9f0ff\"];\n", ids[br.Name], label(br.Name, strings.TrimSpace(br.Kind+" "+replicasNote(br.Replicas, br.Zones))))
-	}
-	for _, x := range s.Externals {
-		fmt.Fprintf(&b, "  %s [label=%s, shape=box, style=dashed];\n", ids[x.Name], label(x.Name, x.Host))
-	}
-	for _, ep := range s.Entrypoints {
-		if id, ok := ids[ep.Service]; ok {
-			fmt.Fprintf(&b, "  %s -> %s;\n", ids["entry:"+ep.Name], id)
-		}
-	}
-	for _, e := range model.NewGraph(s).Edges() {
-		attrs := []string{}
-		if l := edgeLabel(e); l != "" {
-			attrs = append(attrs, "label="+dotQuote(l))
-		}
-		if !e.IsSync() {
+		if l.async {
 			attrs = append(attrs, "style=dashed")
 		}
-		fmt.Fprintf(&b, "  %s -> %s", ids[e.From], ids[e.To])
+		fmt.Fprintf(&b, "  %s -> %s", l.from, l.to)
 		if len(attrs) > 0 {
 			fmt.Fprintf(&b, " [%s]", strings.Join(attrs, ", "))
 		}

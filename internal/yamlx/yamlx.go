@@ -376,3 +376,39 @@ func ExpandedSize(root *yaml.Node) (size, limit int) {
 	}
 	return walk(root), limit
 }
+
+// Describe names what a node holds for an error message: "a mapping", "a list", "null",
+// `string "three"`, "integer 5". Long values are clipped.
+func Describe(n *yaml.Node) string {
+	if n == nil {
+		return "nothing"
+	}
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "…"
+		}
+		switch tag := n.ShortTag(); tag {
+		case "!!null":
+			return "null"
+		case "!!str":
+			return "string " + strconv.Quote(v)
+		default:
+			if name, ok := tagNames[tag]; ok {
+				return name + " " + v
+			}
+			return v
+		}
+	}
+	return "something else"
+}
+
+var tagNames = map[string]string{"!!int": "integer", "!!float": "number", "!!bool": "boolean", "!!timestamp": "timestamp", "!!binary": "binary data"}

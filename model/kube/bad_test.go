@@ -75,7 +75,7 @@ spec:
   template:
     spec: {containers: [{name: web, image: web}]}
 `},
-			want: []wantProblem{{file: "a.yaml", line: 5, field: "spec.replicas", msg: `Deployment web: expected an integer, got "three"`}},
+			want: []wantProblem{{file: "a.yaml", line: 5, field: "spec.replicas", msg: `Deployment web: expected an integer, got string "three"`}},
 		},
 		{
 			name: "negative replicas, env a mapping, probes fine",

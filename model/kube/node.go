@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/faultline-dev/faultline/internal/yamlx"
 	"github.com/faultline-dev/faultline/model"
 )
 
@@ -91,24 +92,6 @@ func (v node) column() int {
 	return v.n.Column
 }
 
-func describe(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		switch n.ShortTag() {
-		case "!!str":
-			return strconv.Quote(clip(n.Value))
-		case "!!null":
-			return "null"
-		}
-		return clip(n.Value)
-	}
-	return "something else"
-}
-
 func clip(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "…"
@@ -131,7 +114,7 @@ func (v node) get(key string) node {
 		return v.absent(p)
 	}
 	if v.n.Kind != yaml.MappingNode {
-		v.fail("expected a mapping, got %s", describe(v.n))
+		v.fail("expected a mapping, got %s", yamlx.Describe(v.n))
 		return v.absent(p)
 	}
 	return v.with(lookup(v.n, key), p)
@@ -189,7 +172,7 @@ func (v node) str() string {
 		return ""
 	}
 	if v.n.Kind != yaml.ScalarNode {
-		v.fail("expected a string, got %s", describe(v.n))
+		v.fail("expected a string, got %s", yamlx.Describe(v.n))
 		return ""
 	}
 	return v.n.Value
@@ -201,7 +184,7 @@ func (v node) integer() (int, bool) {
 		return 0, false
 	}
 	if v.n.Kind != yaml.ScalarNode || v.n.ShortTag() != "!!int" {
-		v.fail("expected an integer, got %s", describe(v.n))
+		v.fail("expected an integer, got %s", yamlx.Describe(v.n))
 		return 0, false
 	}
 	var i int64
@@ -228,7 +211,7 @@ func (v node) intOrString() string {
 		return ""
 	}
 	if v.n.Kind != yaml.ScalarNode || v.n.ShortTag() != "!!int" && v.n.ShortTag() != "!!str" {
-		v.fail("expected an integer or a percentage, got %s", describe(v.n))
+		v.fail("expected an integer or a percentage, got %s", yamlx.Describe(v.n))
 		return ""
 	}
 	return v.n.Value
@@ -254,7 +237,7 @@ func (v node) number() (float64, bool) {
 		return 0, false
 	}
 	if v.n.Kind != yaml.ScalarNode || v.n.ShortTag() != "!!int" && v.n.ShortTag() != "!!float" {
-		v.fail("expected a number, got %s", describe(v.n))
+		v.fail("expected a number, got %s", yamlx.Describe(v.n))
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(strings.ReplaceAll(v.n.Value, "_", ""), 64)
@@ -271,7 +254,7 @@ func (v node) list() []node {
 		return nil
 	}
 	if v.n.Kind != yaml.SequenceNode {
-		v.fail("expected a list, got %s", describe(v.n))
+		v.fail("expected a list, got %s", yamlx.Describe(v.n))
 		return nil
 	}
 	out := make([]node, 0, len(v.n.Content))
@@ -305,7 +288,7 @@ func (v node) pairs() []pair {
 		return nil
 	}
 	if v.n.Kind != yaml.MappingNode {
-		v.fail("expected a mapping, got %s", describe(v.n))
+		v.fail("expected a mapping, got %s", yamlx.Describe(v.n))
 		return nil
 	}
 	var out []pair

@@ -114,7 +114,7 @@ func (im *importer) readDocument(root node, depth int) {
 		return
 	}
 	if !root.isMap() {
-		im.warnf(root.src(), "document is %s, not a Kubernetes object; skipped", describe(root.n))
+		im.warnf(root.src(), "document is %s, not a Kubernetes object; skipped", yamlx.Describe(root.n))
 		return
 	}
 	apiVersion := root.get("apiVersion").str()
