@@ -4,12 +4,18 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/faultline-dev/faultline/internal/yamlx"
 	"github.com/faultline-dev/faultline/model"
 	"github.com/faultline-dev/faultline/model/compose"
 	"github.com/faultline-dev/faultline/model/kube"
@@ -25,6 +31,9 @@ const (
 	Compose Format = "compose"
 	Kube    Format = "kube"
 )
+
+// blankFile classifies an empty or comment-only file during detection.
+const blankFile Format = "blank"
 
 // Formats lists the values --from accepts.
 var Formats = []Format{Auto, Model, Compose, Kube}
@@ -107,7 +116,6 @@ func detect(paths, files []string) (Format, []string, error) {
 	for _, p := range paths {
 		explicit[filepath.Clean(p)] = true
 	}
-	const blank Format = "blank"
 	class := map[string]Format{}
 	var probs model.Problems
 	for _, f := range files {
@@ -123,7 +131,7 @@ func detect(paths, files []string) (Format, []string, error) {
 		}
 		switch {
 		case isBlank(data):
-			class[f] = blank
+			class[f] = blankFile
 		case model.IsModelDocument(data):
 			class[f] = Model
 		case compose.LooksLikeCompose(data):
@@ -131,6 +139,10 @@ func detect(paths, files []string) (Format, []string, error) {
 		case kube.LooksLikeKubernetes(data):
 			class[f] = Kube
 		case explicit[filepath.Clean(f)]:
+			if p, bad := syntaxProblem(f, data); bad {
+				probs = append(probs, p)
+				continue
+			}
 			probs = append(probs, model.Problem{File: f, Line: 1, Message: "not a faultline model (apiVersion: faultline/v1), a compose file (services:) or a Kubernetes manifest (apiVersion and kind)"})
 		}
 	}
@@ -141,7 +153,7 @@ func detect(paths, files []string) (Format, []string, error) {
 	byFormat := map[Format][]string{}
 	for _, f := range files { // file order kept: compose files given later override earlier ones
 		c, ok := class[f]
-		if !ok || c == blank {
+		if !ok || c == blankFile {
 			continue
 		}
 		if len(byFormat[c]) == 0 {
@@ -156,19 +168,81 @@ func detect(paths, files []string) (Format, []string, error) {
 		if found[0] != Compose {
 			return found[0], byFormat[found[0]], nil
 		}
-		var out []string
-		for _, f := range files {
-			if class[f] == Compose || class[f] == blank {
-				out = append(out, f)
-			}
-		}
-		return Compose, out, nil
+		return Compose, composeFiles(paths, files, class), nil
 	}
 	var parts []string
 	for _, f := range found {
 		parts = append(parts, fmt.Sprintf("%s: %s", f, strings.Join(byFormat[f], ", ")))
 	}
 	return "", nil, model.Problems{{Message: "inputs mix formats (" + strings.Join(parts, "; ") + "); read them separately or choose one with --from"}}
+}
+
+// composeCanonical are the file names docker compose reads from a project directory, in its order
+// of preference, each with its override file.
+var composeCanonical = [][2]string{
+	{"compose.yaml", "compose.override.yaml"}, {"compose.yml", "compose.override.yml"},
+	{"docker-compose.yaml", "docker-compose.override.yaml"}, {"docker-compose.yml", "docker-compose.override.yml"},
+}
+
+// composeFiles orders the compose files as docker compose would read them: explicit files in the
+// order given; for a directory holding a canonical compose file, that file and its override only
+// (other YAML there is extends targets or alternatives, not part of the project); for any other
+// directory, every compose file in it, in name order. Blank files given explicitly are kept.
+func composeFiles(paths, files []string, class map[string]Format) []string {
+	isCompose := func(f string) bool { return class[f] == Compose || class[f] == blankFile }
+	var out []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil || !st.IsDir() {
+			if isCompose(p) {
+				out = append(out, p)
+			}
+			continue
+		}
+		under := func(f string) bool {
+			rel, err := filepath.Rel(p, f)
+			return err == nil && !strings.HasPrefix(rel, "..")
+		}
+		picked := false
+		for _, c := range composeCanonical {
+			main := filepath.Join(p, c[0])
+			if class[main] != Compose {
+				continue
+			}
+			out = append(out, main)
+			if over := filepath.Join(p, c[1]); isCompose(over) {
+				out = append(out, over)
+			}
+			picked = true
+			break
+		}
+		if picked {
+			continue
+		}
+		for _, f := range files {
+			if under(f) && isCompose(f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// syntaxProblem reports the first YAML syntax error in data, so a broken file that could not be
+// classified says what is wrong with it rather than that it is of no known kind.
+func syntaxProblem(file string, data []byte) (model.Problem, bool) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return model.Problem{}, false
+		}
+		if err != nil {
+			is := yamlx.ErrorIssues(err)[0]
+			return model.Problem{File: file, Line: is.Line, Message: "invalid YAML: " + is.Message}, true
+		}
+	}
 }
 
 // isBlank reports whether a YAML file holds nothing but whitespace, comments and document markers.

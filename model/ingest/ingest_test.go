@@ -91,6 +91,27 @@ func TestOpenComposeOverrideOrder(t *testing.T) {
 	}
 }
 
+// TestOpenComposeDirectory: a project directory is read as docker compose reads it: compose.yaml
+// then compose.override.yaml, and not the other YAML files beside them (extends targets).
+func TestOpenComposeDirectory(t *testing.T) {
+	res, err := Open(context.Background(), []string{"../../model/compose/testdata/shop"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"../../model/compose/testdata/shop/compose.yaml", "../../model/compose/testdata/shop/compose.override.yaml"}
+	if strings.Join(res.Files, ",") != strings.Join(want, ",") {
+		t.Fatalf("files %v, want %v", res.Files, want)
+	}
+	explicit, err := Open(context.Background(), want, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.System.Services) != len(explicit.System.Services) || len(res.System.Edges) != len(explicit.System.Edges) {
+		t.Errorf("directory import differs from the explicit files: %d/%d services, %d/%d edges",
+			len(res.System.Services), len(explicit.System.Services), len(res.System.Edges), len(explicit.System.Edges))
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfile := write(t, dir, "compose.yaml", composeFile)
@@ -105,6 +126,7 @@ func TestOpenErrors(t *testing.T) {
 		{nil, Options{}, "no input"},
 		{[]string{cfile, kfile}, Options{}, "inputs mix formats"},
 		{[]string{other}, Options{}, "notes.yaml:1: not a faultline model"},
+		{[]string{write(t, dir, "broken.yaml", "services:\n  web:\n    ports: [80\n")}, Options{}, "broken.yaml:2: invalid YAML: did not find expected ',' or ']'"},
 		{[]string{filepath.Join(dir, "empty")}, Options{}, "directory holds no files"},
 		{[]string{"../../examples/models/shop.yaml", "../../examples/models/legacy-shop.yaml"}, Options{}, "2 model files given"},
 		{[]string{filepath.Join(dir, "missing.yaml")}, Options{}, "no such file"},
