@@ -159,3 +159,27 @@ func TestOpenForcedFormat(t *testing.T) {
 		t.Error("compose file loaded as a model")
 	}
 }
+
+// TestImportedModelsRoundTrip: what an importer produces, written as YAML, is a model that loads
+// back without a problem and with the same content, so `faultline model import > model.yaml` is a
+// starting point users can edit and validate.
+func TestImportedModelsRoundTrip(t *testing.T) {
+	for _, p := range []string{"../../model/kube/testdata/shop", "../../model/compose/testdata/shop"} {
+		res, err := Open(context.Background(), []string{p}, Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		out, err := model.MarshalYAML(res.System, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := model.Load("imported.yaml", out)
+		if err != nil {
+			t.Fatalf("%s: imported model does not load back:\n%v", p, err)
+		}
+		if len(back.Services) != len(res.System.Services) || len(back.Edges) != len(res.System.Edges) ||
+			len(back.Datastores) != len(res.System.Datastores) || len(back.Entrypoints) != len(res.System.Entrypoints) {
+			t.Errorf("%s: round trip lost elements", p)
+		}
+	}
+}
