@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/faultline-dev/faultline/internal/testkit"
 )
 
 func mustLoad(t testing.TB, doc string) *System {
@@ -137,5 +139,15 @@ func TestEffectiveEntrypoints(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, []string{"a", "e"}) {
 		t.Errorf("EffectiveEntrypoints = %v", got)
+	}
+}
+
+func TestGeneratedModelLoads(t *testing.T) {
+	sys, err := Load("gen.yaml", testkit.LayeredSystem(200, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sys.Services) != 200 || len(sys.Edges) < 900 {
+		t.Fatalf("generated %d services, %d edges", len(sys.Services), len(sys.Edges))
 	}
 }

@@ -73,11 +73,11 @@ func Review(ctx context.Context, sys *model.System, cfg *Config) (*Report, error
 			if sev != 0 {
 				f.Severity = sev
 			}
-			if reason, ok := cfg.ignored(f); ok {
-				rep.Ignored = append(rep.Ignored, IgnoredFinding{Finding: f, Reason: reason})
-				continue
+			kept, dropped := cfg.applyIgnores(f)
+			rep.Ignored = append(rep.Ignored, dropped...)
+			if kept != nil {
+				rep.Findings = append(rep.Findings, *kept)
 			}
-			rep.Findings = append(rep.Findings, f)
 		}
 	}
 	sortFindings(rep.Findings)
@@ -102,21 +102,49 @@ func Review(ctx context.Context, sys *model.System, cfg *Config) (*Report, error
 	return rep, nil
 }
 
-// ignored reports whether an ignore entry accepts the finding: same rule, and the subject names
-// one of the finding's subjects (a component, or an edge written from→to or "from → to").
-func (c *Config) ignored(f Finding) (string, bool) {
+// ignoreReason returns the reason of the ignore entry that accepts rule's finding about subject
+// (a component, or an edge written "from → to" or from->to).
+func (c *Config) ignoreReason(rule, subject string) (string, bool) {
 	for _, ig := range c.Ignore {
-		if ig.Rule != f.Rule {
+		if ig.Rule != rule {
 			continue
 		}
 		want := strings.ReplaceAll(strings.ReplaceAll(ig.Subject, " ", ""), "->", "→")
-		for _, s := range f.Subjects {
-			if strings.ReplaceAll(s, " ", "") == want {
-				return ig.Reason, true
-			}
+		if strings.ReplaceAll(subject, " ", "") == want {
+			return ig.Reason, true
 		}
 	}
 	return "", false
+}
+
+// applyIgnores splits a finding by the ignore entries. A finding about one thing is ignored whole
+// when any of its subjects is ignored. A grouped finding (one cause, many subjects) loses only the
+// ignored subjects and their evidence, and is dropped when none remain.
+func (c *Config) applyIgnores(f Finding) (kept *Finding, dropped []IgnoredFinding) {
+	if !f.Grouped || len(f.Evidence) != len(f.Subjects) {
+		for _, s := range f.Subjects {
+			if reason, ok := c.ignoreReason(f.Rule, s); ok {
+				return nil, []IgnoredFinding{{Finding: f, Reason: reason}}
+			}
+		}
+		return &f, nil
+	}
+	rest := f
+	rest.Subjects, rest.Evidence = nil, nil
+	for i, s := range f.Subjects {
+		if reason, ok := c.ignoreReason(f.Rule, s); ok {
+			one := f
+			one.Subjects, one.Evidence = []string{s}, []Evidence{f.Evidence[i]}
+			dropped = append(dropped, IgnoredFinding{Finding: one, Reason: reason})
+			continue
+		}
+		rest.Subjects = append(rest.Subjects, s)
+		rest.Evidence = append(rest.Evidence, f.Evidence[i])
+	}
+	if len(rest.Subjects) == 0 {
+		return nil, dropped
+	}
+	return &rest, dropped
 }
 
 // sortFindings orders findings by severity (most serious first), area, rule, then subjects.

@@ -45,3 +45,24 @@ func TestReviewHonoursCancellation(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestIgnoreGroupedFinding: ignoring one service of a grouped finding removes only that service.
+func TestIgnoreGroupedFinding(t *testing.T) {
+	cfg := &Config{Ignore: []Ignore{{Rule: "r", Subject: "b", Reason: "accepted"}, {Rule: "r", Subject: "x -> y", Reason: "edge ok"}}}
+	grouped := Finding{Rule: "r", Subjects: []string{"a", "b", "c"}, Evidence: []Evidence{{What: "a"}, {What: "b"}, {What: "c"}}, Grouped: true}
+	kept, dropped := cfg.applyIgnores(grouped)
+	if kept == nil || strings.Join(kept.Subjects, ",") != "a,c" || len(kept.Evidence) != 2 || kept.Evidence[1].What != "c" {
+		t.Fatalf("kept %+v", kept)
+	}
+	if len(dropped) != 1 || dropped[0].Subjects[0] != "b" || dropped[0].Reason != "accepted" {
+		t.Fatalf("dropped %+v", dropped)
+	}
+	single := Finding{Rule: "r", Subjects: []string{"x → y"}}
+	if kept, dropped := cfg.applyIgnores(single); kept != nil || len(dropped) != 1 {
+		t.Fatalf("edge ignore: kept %+v dropped %+v", kept, dropped)
+	}
+	other := Finding{Rule: "other", Subjects: []string{"b"}}
+	if kept, _ := cfg.applyIgnores(other); kept == nil {
+		t.Fatal("ignore applied to another rule")
+	}
+}

@@ -1,7 +1,6 @@
 package review
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -103,6 +102,9 @@ type Finding struct {
 	Message  string     `json:"message"`
 	Evidence []Evidence `json:"evidence"`
 	Fix      string     `json:"fix"`
+	// Grouped marks a finding that lists many subjects for one shared cause, with one evidence
+	// per subject in the same order; an ignore entry then removes just its subject.
+	Grouped bool `json:"-"`
 }
 
 // Rule is one check of the review.
@@ -182,6 +184,13 @@ func (c *Context) Threshold(name string) float64 {
 
 // Finding builds a finding of the current rule with its default severity and fix.
 func (c *Context) Finding(subjects []string, evidence []Evidence, format string, args ...any) Finding {
+	// Empty lists stay lists in JSON ("subjects": []), as the output format promises.
+	if subjects == nil {
+		subjects = []string{}
+	}
+	if evidence == nil {
+		evidence = []Evidence{}
+	}
 	return Finding{
 		Rule: c.rule.ID, Severity: c.rule.Severity, Area: c.rule.Area, Subjects: subjects,
 		Message: fmt.Sprintf(format, args...), Evidence: evidence, Fix: c.rule.Fix,
@@ -202,17 +211,4 @@ func (c *Context) ComponentEvidence(name string) Evidence {
 		return At(comp.Source, string(comp.Kind)+" "+name)
 	}
 	return Evidence{What: name}
-}
-
-// MarshalJSON keeps subjects and evidence as arrays even when empty.
-func (f Finding) MarshalJSON() ([]byte, error) {
-	type plain Finding
-	p := plain(f)
-	if p.Subjects == nil {
-		p.Subjects = []string{}
-	}
-	if p.Evidence == nil {
-		p.Evidence = []Evidence{}
-	}
-	return json.Marshal(p)
 }

@@ -20,7 +20,8 @@ type app struct {
 
 func newApp(stdout, stderr io.Writer) *app { return &app{stdout: stdout, stderr: stderr} }
 
-var outputFormats = []string{"text", "json", "yaml"}
+// outputFormats are the -o values; sarif and markdown are for the review only.
+var outputFormats = []string{"text", "json", "yaml", "sarif", "markdown"}
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -36,7 +37,7 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if !contains(outputFormats, a.output) {
-				return usageErr("unknown output format %q; expected text, json or yaml", a.output)
+				return usageErr("unknown output format %q; expected text, json, yaml, sarif or markdown", a.output)
 			}
 			if !contains([]string{"error", "warning", "info", "none"}, a.failOn) {
 				return usageErr("unknown --fail-on level %q; expected error, warning, info or none", a.failOn)
@@ -50,11 +51,11 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error.`,
 		return &exitError{code: exitInput, err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.output, "output", "o", "text", "output format: text, json or yaml")
+	pf.StringVarP(&a.output, "output", "o", "text", "output format: text, json or yaml (review also: sarif, markdown)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no warnings or progress)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "print more detail (skipped manifest objects, sources)")
 	pf.StringVar(&a.failOn, "fail-on", "error", "exit 1 when findings at or above this severity exist: error, warning, info or none")
-	root.AddCommand(a.versionCommand(), a.modelCommand())
+	root.AddCommand(a.versionCommand(), a.modelCommand(), a.reviewCommand(), a.adviseCommand())
 	return root
 }
 
@@ -74,6 +75,8 @@ func (a *app) emit(v any, text func(io.Writer) error) error {
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
+	case "sarif", "markdown":
+		return usageErr("-o %s is only for faultline review; this command prints text, json or yaml", a.output)
 	case "yaml":
 		enc := yaml.NewEncoder(a.stdout)
 		enc.SetIndent(2)

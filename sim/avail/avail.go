@@ -109,44 +109,44 @@ func ExtraNine(target float64) float64 { return 1 - (1-target)/10 }
 
 // Of returns the availability of a component of the system under the given defaults.
 func Of(s *model.System, name string, d Defaults) (Component, bool) {
-	g := model.NewGraph(s)
-	return of(s, g, name, d)
+	c, ok := components(s, d)[name]
+	return c, ok
 }
 
-func of(s *model.System, g *model.Graph, name string, d Defaults) (Component, bool) {
-	c, ok := g.Component(name)
-	if !ok {
-		return Component{}, false
+// components computes every component's availability once.
+func components(s *model.System, d Defaults) map[string]Component {
+	out := make(map[string]Component, len(s.Services)+len(s.Datastores)+len(s.Brokers)+len(s.Externals))
+	for _, x := range s.Services {
+		out[x.Name] = of(model.Component{Name: x.Name, Kind: model.KindService, Replicas: x.Replicas, Zones: x.Zones}, pick(x.Availability, d.Service), d)
 	}
-	inst := 0.0
-	switch c.Kind {
-	case model.KindService:
-		inst = pick(s.Service(name).Availability, d.Service)
-	case model.KindDatastore:
-		inst = pick(s.Datastore(name).Availability, d.Datastore)
-	case model.KindBroker:
-		inst = pick(s.Broker(name).Availability, d.Broker)
-	case model.KindExternal:
-		for _, x := range s.Externals {
-			if x.Name == name {
-				inst = pick(x.Availability, d.External)
-			}
-		}
+	for _, x := range s.Datastores {
+		out[x.Name] = of(model.Component{Name: x.Name, Kind: model.KindDatastore, Replicas: x.Replicas, Zones: x.Zones}, pick(x.Availability, d.Datastore), d)
 	}
+	for _, x := range s.Brokers {
+		out[x.Name] = of(model.Component{Name: x.Name, Kind: model.KindBroker, Replicas: x.Replicas, Zones: x.Zones}, pick(x.Availability, d.Broker), d)
+	}
+	for _, x := range s.Externals {
+		out[x.Name] = of(model.Component{Name: x.Name, Kind: model.KindExternal, Replicas: 1}, pick(x.Availability, d.External), d)
+	}
+	return out
+}
+
+func of(c model.Component, inst float64, d Defaults) Component {
+	name := c.Name
 	zones := len(c.Zones)
 	out := Component{Name: name, Kind: c.Kind, Instance: inst, Replicas: max(1, c.Replicas), Zones: max(1, zones)}
 	if c.Kind == model.KindExternal {
 		// An external's figure is what its provider promises for the whole service.
 		out.Availability = inst
 		out.Replicas, out.Zones = 1, 1
-		return out, true
+		return out
 	}
 	if zones == 0 {
 		// Zones unknown: count the zone once, as if all replicas shared one.
 		zones = 1
 	}
 	out.Availability = ComponentAvailability(inst, out.Replicas, zones, d.Zone)
-	return out, true
+	return out
 }
 
 func pick(v, def float64) float64 {
@@ -172,9 +172,10 @@ func Critical(e model.Edge) bool {
 // calls when none are declared).
 func Entrypoints(s *model.System, d Defaults) []Result {
 	g := model.NewGraph(s)
+	comps := components(s, d)
 	var out []Result
 	for _, ep := range model.EffectiveEntrypoints(s, g) {
-		out = append(out, entrypoint(s, g, ep, d))
+		out = append(out, entrypoint(s, g, comps, ep))
 	}
 	return out
 }
@@ -183,7 +184,7 @@ func Entrypoints(s *model.System, d Defaults) []Result {
 // and everything reachable from it over critical sync edges. Each is counted once, however many
 // paths lead to it, and a request is assumed to need all of them (the pessimistic reading of a
 // dependency tree, which is what an SLO has to survive).
-func entrypoint(s *model.System, g *model.Graph, ep model.Entrypoint, d Defaults) Result {
+func entrypoint(s *model.System, g *model.Graph, comps map[string]Component, ep model.Entrypoint) Result {
 	r := Result{Entrypoint: ep.Name, Service: ep.Service, Target: target(s, ep)}
 	needed := []string{ep.Service}
 	seen := map[string]bool{ep.Service: true}
@@ -198,7 +199,7 @@ func entrypoint(s *model.System, g *model.Graph, ep model.Entrypoint, d Defaults
 	a := 1.0
 	down := 0.0
 	for _, name := range needed {
-		c, ok := of(s, g, name, d)
+		c, ok := comps[name]
 		if !ok {
 			continue
 		}
