@@ -159,6 +159,7 @@ type AnswerError struct {
 	Problem string `json:"problem" yaml:"problem"`
 }
 
+// Error reads "line 3: team-size: ..." (the line only when the answer came from a file).
 func (e AnswerError) Error() string {
 	s := e.Problem
 	if e.Question != "" {

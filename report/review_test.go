@@ -114,9 +114,9 @@ func TestReviewTextReadsAsReview(t *testing.T) {
 		last = i
 	}
 	for _, want := range []string{
-		"  error    retry-amplification  gateway → order, order → payment\n    retries multiply to 9 attempts",
-		"    at models/shop.yaml:60 (edge gateway → order)\n    at models/shop.yaml:72 (edge order → payment)\n    fix: Retry at one layer only",
-		"    about trace 4bf92f3577b34da6\n",
+		"  retry-amplification: Retries multiply along a sync path (1)\n    error    gateway → order, order → payment\n      retries multiply to 9 attempts",
+		"      at models/shop.yaml:60 (edge gateway → order)\n      at models/shop.yaml:72 (edge order → payment)\n    fix: Retry at one layer only",
+		"      about trace 4bf92f3577b34da6\n",
 		"  single-point-of-failure  legacy-auth: replaced in Q3; accepted by the platform team\n",
 		"\n5 findings: 2 errors, 2 warnings, 1 info across 4 areas; 30 rules run; 1 ignored; availability below SLO on 1 of 3 entrypoints\n",
 	} {
@@ -171,7 +171,7 @@ func TestReviewTextColor(t *testing.T) {
 	if strings.Contains(plain.String(), "\x1b[") {
 		t.Errorf("escape codes without Color:\n%q", plain.String())
 	}
-	for _, want := range []string{"\x1b[1;31merror  \x1b[0m  single-point-of-failure", "\x1b[33mwarning\x1b[0m  missing-timeout", "\x1b[36minfo   \x1b[0m  missing-tracing"} {
+	for _, want := range []string{"    \x1b[1;31merror  \x1b[0m  payment", "    \x1b[33mwarning\x1b[0m  order → payment", "    \x1b[36minfo   \x1b[0m  "} {
 		if !strings.Contains(color.String(), want) {
 			t.Errorf("coloured text lacks %q", want)
 		}

@@ -20,8 +20,8 @@ type TextOptions struct {
 }
 
 // ReviewText writes a review for a terminal: the findings grouped by checklist area (in
-// review.Areas order), each as its severity, rule and subjects, the message, the evidence
-// (file:line and what is there) and the fix; then the accepted (ignored) findings with their
+// review.Areas order) and within an area by rule, each as its severity and subjects, the message
+// and the evidence (file:line and what is there), with the rule's fix once after its findings; then the accepted (ignored) findings with their
 // reasons, each entrypoint's predicted availability against its SLO with the components that
 // cost the most downtime, and a one-line summary.
 func ReviewText(w io.Writer, rep *review.Report, opts TextOptions) error {
@@ -34,11 +34,19 @@ func ReviewText(w io.Writer, rep *review.Report, opts TextOptions) error {
 	}
 	for _, g := range groupByArea(rep.Findings) {
 		fmt.Fprintf(&b, "%s (%s)\n", areaTitle(g.area), plural(len(g.findings), "finding"))
-		for i, f := range g.findings {
-			if i > 0 {
-				b.WriteByte('\n')
+		for _, rg := range groupByRule(g.findings) {
+			title := ""
+			if r, ok := review.RuleByID(rg.rule); ok {
+				title = ": " + r.Title
 			}
-			writeTextFinding(&b, f, opts)
+			fmt.Fprintf(&b, "\n  %s%s (%d)\n", rg.rule, title, len(rg.findings))
+			for _, f := range rg.findings {
+				writeTextFinding(&b, f, opts)
+			}
+			// The fix is the rule's: said once per rule, after its findings.
+			if fix := rg.findings[0].Fix; fix != "" {
+				b.WriteString(indented("fix: "+fix, "    ") + "\n")
+			}
 		}
 		b.WriteByte('\n')
 	}
@@ -69,12 +77,12 @@ func writeTextFinding(b *strings.Builder, f review.Finding, opts TextOptions) {
 	if c, ok := severityColor[f.Severity]; ok && opts.Color {
 		sev = c + sev + "\x1b[0m"
 	}
-	head := "  " + sev + "  " + f.Rule
+	head := "    " + sev
 	if len(f.Subjects) > 0 {
 		head += "  " + subjectList(f.Subjects)
 	}
 	b.WriteString(head + "\n")
-	const indent = "    "
+	const indent = "      "
 	if f.Message != "" {
 		b.WriteString(indented(f.Message, indent) + "\n")
 	}
@@ -85,9 +93,27 @@ func writeTextFinding(b *strings.Builder, f review.Finding, opts TextOptions) {
 			b.WriteString(indent + "about " + e.What + "\n")
 		}
 	}
-	if f.Fix != "" {
-		b.WriteString(indented("fix: "+f.Fix, indent) + "\n")
+}
+
+type ruleGroup struct {
+	rule     string
+	findings []review.Finding
+}
+
+// groupByRule gathers findings by rule, rules in order of first appearance.
+func groupByRule(fs []review.Finding) []ruleGroup {
+	var out []ruleGroup
+	at := map[string]int{}
+	for _, f := range fs {
+		i, ok := at[f.Rule]
+		if !ok {
+			i = len(out)
+			at[f.Rule] = i
+			out = append(out, ruleGroup{rule: f.Rule})
+		}
+		out[i].findings = append(out[i].findings, f)
 	}
+	return out
 }
 
 // writeTextAvailability writes the per-entrypoint availability table; nothing when the system

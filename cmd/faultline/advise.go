@@ -233,6 +233,9 @@ func (a *app) ask(ctx context.Context, in io.Reader, tty bool, answers advise.An
 				if errors.Is(err, io.EOF) {
 					return usageErr("aborted at %s: end of input; nothing was recommended", q.ID)
 				}
+				if errors.Is(err, context.Canceled) {
+					return usageErr("aborted at %s: interrupted; nothing was recommended", q.ID)
+				}
 				return usageErr("aborted at %s: %v; nothing was recommended", q.ID, err)
 			}
 			text := strings.TrimSpace(line)

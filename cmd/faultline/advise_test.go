@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -284,7 +286,7 @@ func TestAdviseInteractiveAbort(t *testing.T) {
 	cancel()
 	var stdout, stderr strings.Builder
 	if code := run(ctx, []string{"advise"}, &stdout, &stderr); code != 2 || stdout.Len() != 0 ||
-		!strings.Contains(stderr.String(), "faultline: aborted at team-size: context canceled; nothing was recommended") {
+		!strings.Contains(stderr.String(), "faultline: aborted at team-size: interrupted; nothing was recommended") {
 		t.Errorf("Ctrl-C: exit %d, stderr:\n%s", code, stderr.String())
 	}
 }
@@ -325,4 +327,63 @@ func TestIsTerminal(t *testing.T) {
 	if isTerminal(f) || isTerminal(null) {
 		t.Error("a file or /dev/null taken for a terminal")
 	}
+}
+
+// TestAdviseDocs runs every console example in docs/advise.md and compares its output (stderr, then
+// stdout); a line "…" in an example stands for lines left out. It also checks that the questions
+// table lists every question as the package defines it.
+func TestAdviseDocs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/advise.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```console\n\\$ faultline ([^\n]*)\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 4 {
+		t.Fatalf("%d console examples in docs/advise.md", len(blocks))
+	}
+	for _, b := range blocks {
+		args := strings.Fields(b[1])
+		for i, arg := range args {
+			if _, err := os.Stat(filepath.Join("../..", arg)); err == nil && strings.Contains(arg, "/") {
+				args[i] = filepath.Join("../..", arg)
+			}
+		}
+		withInput(t, "", false)
+		code, out, errOut := cli(t, args...)
+		got := strings.ReplaceAll(errOut+out, "../../", "")
+		if code != 0 {
+			t.Errorf("faultline %s: exit %d", b[1], code)
+		}
+		if err := matchElided(got, b[2]); err != "" {
+			t.Errorf("faultline %s: %s\ngot:\n%s", b[1], err, got)
+		}
+	}
+	for _, q := range advise.Questions() {
+		if row := "| `" + q.ID + "` | " + q.Text + " | "; !strings.Contains(string(doc), row) {
+			t.Errorf("docs/advise.md: the questions table lacks %q", row)
+		}
+	}
+}
+
+// matchElided reports how got differs from want, in which a line "…" stands for any lines.
+func matchElided(got, want string) string {
+	chunks := strings.Split(want, "…\n")
+	if !strings.HasPrefix(got, chunks[0]) {
+		return "the start differs"
+	}
+	pos := len(chunks[0])
+	for _, c := range chunks[1:] {
+		i := strings.Index(got[pos:], c)
+		if i < 0 {
+			return fmt.Sprintf("lacks, after byte %d:\n%s", pos, c)
+		}
+		pos += i + len(c)
+	}
+	if last := chunks[len(chunks)-1]; len(chunks) > 1 && last != "" && !strings.HasSuffix(got, last) {
+		return "the end differs"
+	}
+	if len(chunks) == 1 && got != want {
+		return "the output differs"
+	}
+	return ""
 }
