@@ -260,7 +260,7 @@ func TestHealthyShopFamilies(t *testing.T) {
 			infos = append(infos, f.Rule+" "+strings.Join(f.Subjects, ","))
 		}
 	}
-	want := []string{"missing-fallback order → inventory", "missing-fallback order → payment", "missing-fallback payment → psp"}
+	want := []string{"missing-fallback gateway → order", "missing-fallback order → inventory", "missing-fallback order → payment", "missing-fallback payment → psp"}
 	if !reflect.DeepEqual(infos, want) {
 		t.Errorf("shop.yaml infos = %q, want %q", infos, want)
 	}
