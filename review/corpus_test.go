@@ -37,14 +37,22 @@ func findingKey(rule string, subjects []string) string {
 	return rule + " " + strings.Join(s, ",")
 }
 
-func TestCorpusPrecisionRecall(t *testing.T) {
-	cases, _ := filepath.Glob("testdata/corpus/*/expected.yaml")
-	if len(cases) == 0 {
+// corpusCase is one reviewed case of the corpus.
+type corpusCase struct {
+	name   string
+	expect expectation
+	report *Report
+}
+
+// reviewCorpus imports and reviews every case under testdata/corpus.
+func reviewCorpus(t *testing.T) []corpusCase {
+	t.Helper()
+	files, _ := filepath.Glob("testdata/corpus/*/expected.yaml")
+	if len(files) == 0 {
 		t.Skip("no corpus cases yet")
 	}
-	var tp, fp, fn int
-	var report []string
-	for _, exp := range cases {
+	var cases []corpusCase
+	for _, exp := range files {
 		dir := filepath.Dir(exp)
 		data, err := os.ReadFile(exp)
 		if err != nil {
@@ -69,12 +77,22 @@ func TestCorpusPrecisionRecall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cases = append(cases, corpusCase{name: filepath.Base(dir), expect: e, report: rep})
+	}
+	return cases
+}
+
+func TestCorpusPrecisionRecall(t *testing.T) {
+	cases := reviewCorpus(t)
+	var tp, fp, fn int
+	var report []string
+	for _, cc := range cases {
 		want := map[string]bool{}
-		for _, x := range e.Expect {
+		for _, x := range cc.expect.Expect {
 			want[findingKey(x.Rule, x.Subjects)] = true
 		}
 		got := map[string]bool{}
-		for _, f := range rep.Findings {
+		for _, f := range cc.report.Findings {
 			got[findingKey(f.Rule, f.Subjects)] = true
 		}
 		for k := range got {
@@ -82,13 +100,13 @@ func TestCorpusPrecisionRecall(t *testing.T) {
 				tp++
 			} else {
 				fp++
-				report = append(report, fmt.Sprintf("%s: unexpected %s", filepath.Base(dir), k))
+				report = append(report, fmt.Sprintf("%s: unexpected %s", cc.name, k))
 			}
 		}
 		for k := range want {
 			if !got[k] {
 				fn++
-				report = append(report, fmt.Sprintf("%s: missed %s", filepath.Base(dir), k))
+				report = append(report, fmt.Sprintf("%s: missed %s", cc.name, k))
 			}
 		}
 	}
@@ -102,5 +120,43 @@ func TestCorpusPrecisionRecall(t *testing.T) {
 	}
 	if precision < 0.9 || recall < 0.9 {
 		t.Errorf("precision %.3f, recall %.3f: both must be at least 0.9", precision, recall)
+	}
+}
+
+// TestCorpusCoverage checks that the corpus exercises the whole rule set: every rule reports at
+// least one finding somewhere, each rule is also expected somewhere (so its firing is checked, not
+// only observed), and at least three cases are clean (no warning or error), showing the rules stay
+// quiet on healthy designs.
+func TestCorpusCoverage(t *testing.T) {
+	cases := reviewCorpus(t)
+	fired, expected := map[string]bool{}, map[string]bool{}
+	var clean []string
+	for _, cc := range cases {
+		worst := Severity(0)
+		for _, f := range cc.report.Findings {
+			fired[f.Rule] = true
+			worst = max(worst, f.Severity)
+		}
+		for _, x := range cc.expect.Expect {
+			if _, ok := RuleByID(x.Rule); !ok {
+				t.Errorf("%s: expected.yaml names unknown rule %q", cc.name, x.Rule)
+			}
+			expected[x.Rule] = true
+		}
+		if worst < Warning {
+			clean = append(clean, cc.name)
+		}
+	}
+	for _, r := range Rules() {
+		if !fired[r.ID] {
+			t.Errorf("rule %s fires in no corpus case", r.ID)
+		}
+		if !expected[r.ID] {
+			t.Errorf("rule %s is expected in no corpus case", r.ID)
+		}
+	}
+	t.Logf("cases with no warning or error: %v", clean)
+	if len(clean) < 3 {
+		t.Errorf("%d cases have no warning or error finding (%v), want at least 3", len(clean), clean)
 	}
 }

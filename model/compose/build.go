@@ -198,7 +198,17 @@ func (im *importer) addComponent(w *workload) {
 		wl.Kind = "job"
 	}
 	w.kind = im.addTyped(w, replicas, wl)
-	if w.kind != model.KindService {
+	switch w.kind {
+	case model.KindDatastore:
+		// A database container's root password written in the file is a plaintext secret too.
+		if d := im.b.Datastore(w.name); d != nil {
+			d.Secrets = im.secrets(w)
+		}
+		return
+	case model.KindBroker:
+		if br := im.b.Broker(w.name); br != nil {
+			br.Secrets = im.secrets(w)
+		}
 		return
 	}
 	svc := im.b.Service(w.name)

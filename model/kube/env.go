@@ -154,9 +154,21 @@ func (im *importer) readConfiguration(wl *workload) {
 			}
 		}
 	}
-	if wl.ck == model.KindService && len(c.secrets) > 0 {
-		if s := im.b.Service(wl.name); s != nil {
-			s.Secrets = append(s.Secrets, c.secrets...)
+	if len(c.secrets) > 0 {
+		switch wl.ck {
+		case model.KindService:
+			if s := im.b.Service(wl.name); s != nil {
+				s.Secrets = append(s.Secrets, c.secrets...)
+			}
+		case model.KindDatastore:
+			// A database's root password written in the manifest is a plaintext secret too.
+			if d := im.b.Datastore(wl.name); d != nil {
+				d.Secrets = append(d.Secrets, c.secrets...)
+			}
+		case model.KindBroker:
+			if br := im.b.Broker(wl.name); br != nil {
+				br.Secrets = append(br.Secrets, c.secrets...)
+			}
 		}
 	}
 }
