@@ -234,12 +234,20 @@ func checkRetryAmplification(c *Context) []Finding {
 	)
 	state := map[string]uint8{}
 	best := map[string]resAmp{}
+	// A product memoized while one of its callers was on the DFS stack was cut at that caller, so it
+	// is only valid from that caller's entry service: after a search that cut a cycle, the next
+	// entry service starts from a clean memo (acyclic graphs share it and stay linear).
+	cut := false
 	var visit func(n string)
 	visit = func(n string) {
 		state[n] = active
 		b := resAmp{product: 1}
 		for _, e := range c.Graph.Callees(n) {
-			if !e.IsSync() || state[e.To] == active {
+			if !e.IsSync() {
+				continue
+			}
+			if state[e.To] == active {
+				cut = true
 				continue
 			}
 			if state[e.To] == unvisited {
@@ -257,6 +265,9 @@ func checkRetryAmplification(c *Context) []Finding {
 	}
 	var out []Finding
 	for _, grp := range resEntryGroups(c) {
+		if cut {
+			state, best, cut = map[string]uint8{}, map[string]resAmp{}, false
+		}
 		if state[grp.service] == unvisited {
 			visit(grp.service)
 		}

@@ -583,3 +583,33 @@ func TestResDecConsRuleDocs(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryAmplificationCycleOrder: the worst product from an entry service must not depend on
+// which entry service was searched first when a cycle is cut. Searching from a1 first visits c
+// while b is on the stack, so c's memo (1, via d) leaves out c → b → e (3 × 3); from a2 the path
+// a2 → c → b → e makes 9 attempts, above 8, and must be found.
+func TestRetryAmplificationCycleOrder(t *testing.T) {
+	r := func(n int) string {
+		return fmt.Sprintf("policy: {timeout: 1s, retry: {attempts: %d, backoff: exponential, jitter: full}}", n)
+	}
+	sys := system(t, `services: [{name: a1}, {name: a2}, {name: b}, {name: c}, {name: d}, {name: e}]
+edges:
+  - {from: a1, to: b, `+r(1)+`}
+  - {from: b, to: c, `+r(1)+`}
+  - {from: c, to: b, `+r(3)+`}
+  - {from: b, to: e, `+r(3)+`}
+  - {from: c, to: d, `+r(1)+`}
+  - {from: a2, to: c, `+r(1)+`}
+entrypoints: [{name: one, service: a1}, {name: two, service: a2}]
+`)
+	fs := findings(t, sys, "retry-amplification", nil)
+	if len(fs) != 1 || !strings.Contains(fs[0].Message, "9 attempts at e") || !strings.Contains(fs[0].Message, "entering at a2") {
+		t.Errorf("findings %v", func() []string {
+			var m []string
+			for _, f := range fs {
+				m = append(m, f.Message)
+			}
+			return m
+		}())
+	}
+}
