@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/faultline-dev/faultline/model"
 )
 
 var updateRuleIndex = flag.Bool("update-rule-index", false, "rewrite the rule index in docs/review.md")
@@ -50,4 +52,109 @@ func TestDocsRuleIndex(t *testing.T) {
 	if string(doc) != want {
 		t.Errorf("%s rule index is out of date: go test ./review -run TestDocsRuleIndex -update-rule-index", path)
 	}
+}
+
+var updateRuleDocs = flag.Bool("update-rule-docs", false, "rewrite the example findings printed in docs/rules/<id>.md")
+
+// TestRuleDocs keeps every rule's page honest: it has the sections, names its area, default
+// severity and thresholds, quotes the seed, its bad example gives exactly the findings printed
+// below it (-update-rule-docs rewrites them), every good example gives none, and its
+// configuration snippet parses.
+func TestRuleDocs(t *testing.T) {
+	const header = "apiVersion: faultline/v1\nkind: System\nmetadata: {name: shop}\n"
+	for _, r := range Rules() {
+		t.Run(r.ID, func(t *testing.T) {
+			path := "../docs/rules/" + r.ID + ".md"
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := string(data)
+			if !strings.HasPrefix(doc, "# "+r.ID+": ") || !strings.Contains(doc, "| area | "+string(r.Area)+" |") ||
+				!strings.Contains(doc, "| default severity | "+r.Severity.String()) && !strings.Contains(doc, "| default severity | **"+r.Severity.String()+"**") {
+				t.Errorf("%s: heading, area or default severity (%s, %s) missing", path, r.Area, r.Severity)
+			}
+			for name, def := range r.Thresholds {
+				if !strings.Contains(doc, fmt.Sprintf("`%s` (default %g)", name, def)) {
+					t.Errorf("%s: threshold %s (default %g) not documented", path, name, def)
+				}
+			}
+			if !strings.Contains(doc, "The seed, section ") || !strings.Contains(doc, "\n> ") {
+				t.Errorf("%s: no seed quote", path)
+			}
+			for _, part := range []string{"## What it checks", "## Why", "## Example", "## Fix", "## Configure or ignore"} {
+				if !strings.Contains(doc, part) {
+					t.Fatalf("%s: no %q section", path, part)
+				}
+			}
+			example := doc[strings.Index(doc, "## Example"):strings.Index(doc, "## Fix")]
+			blocks := fencedBlocks(example)
+			if len(blocks) < 3 || blocks[0].lang != "yaml" || blocks[1].lang != "text" {
+				t.Fatalf("%s: want a bad yaml block, the findings as text, then good yaml blocks; got %+v", path, blocks)
+			}
+			render := func(body string) string {
+				sys, err := model.Load("model.yaml", []byte(header+body))
+				if err != nil {
+					t.Fatalf("%s: example does not load: %v\n%s", path, err, body)
+				}
+				var b strings.Builder
+				for _, f := range findings(t, sys, r.ID, nil) {
+					fmt.Fprintf(&b, "%s %s [%s]: %s\n", f.Severity, f.Rule, strings.Join(f.Subjects, ", "), f.Message)
+					for _, e := range f.Evidence {
+						fmt.Fprintf(&b, "    %s\n", e)
+					}
+				}
+				return b.String()
+			}
+			got := render(blocks[0].body)
+			if got == "" {
+				t.Errorf("%s: the bad example gives no finding", path)
+			}
+			if got != blocks[1].body {
+				if *updateRuleDocs {
+					doc = strings.Replace(doc, "```text\n"+blocks[1].body+"```", "```text\n"+got+"```", 1)
+					if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					t.Errorf("%s: the bad example's findings differ (go test ./review -run TestRuleDocs -update-rule-docs):\n got:\n%s\n doc:\n%s", path, got, blocks[1].body)
+				}
+			}
+			for _, good := range blocks[2:] {
+				if good.lang == "yaml" {
+					if out := render(good.body); out != "" {
+						t.Errorf("%s: a good example gives findings:\n%s", path, out)
+					}
+				}
+			}
+			conf := fencedBlocks(doc[strings.Index(doc, "## Configure or ignore"):])
+			if len(conf) == 0 || conf[0].lang != "yaml" {
+				t.Fatalf("%s: no .faultline.yaml snippet", path)
+			}
+			if _, err := ParseConfig(".faultline.yaml", []byte(conf[0].body)); err != nil {
+				t.Errorf("%s: the configuration snippet does not parse: %v", path, err)
+			}
+		})
+	}
+}
+
+type fencedBlock struct{ lang, body string }
+
+// fencedBlocks returns the fenced code blocks of a Markdown text, in order.
+func fencedBlocks(md string) []fencedBlock {
+	var out []fencedBlock
+	lines := strings.SplitAfter(md, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "```") {
+			continue
+		}
+		b := fencedBlock{lang: strings.TrimSpace(strings.TrimPrefix(lines[i], "```"))}
+		var body strings.Builder
+		for i++; i < len(lines) && !strings.HasPrefix(lines[i], "```"); i++ {
+			body.WriteString(lines[i])
+		}
+		b.body = body.String()
+		out = append(out, b)
+	}
+	return out
 }
