@@ -462,4 +462,3 @@ func availLargeModel(n, m int, entrypoints bool) *model.System {
 	sys.ApplyDefaults()
 	return sys
 }
-

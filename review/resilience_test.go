@@ -476,7 +476,6 @@ ignore:
 	}
 }
 
-
 // TestRetryAmplificationCycleOrder: the worst product from an entry service must not depend on
 // which entry service was searched first when a cycle is cut. Searching from a1 first visits c
 // while b is on the stack, so c's memo (1, via d) leaves out c → b → e (3 × 3); from a2 the path
