@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/faultline-dev/faultline/model"
 	"github.com/faultline-dev/faultline/report"
 	"github.com/faultline-dev/faultline/review"
 )
@@ -31,11 +32,13 @@ entrypoint's availability from replicas and zones and compares it with the SLO.
 Accepts a model file, docker-compose files or Kubernetes/Istio manifests (imported on the fly).
 Configuration (.faultline.yaml, in the working directory or beside the input, or --config)
 disables rules, changes severities and thresholds, and accepts findings with a reason; see
-docs/review.md. Output: text, json, sarif (GitHub code scanning) or markdown (PR comments).
+docs/review.md. Output: text, json, sarif (GitHub code scanning), markdown (PR comments) or html
+(a self-contained page with the architecture diagram and availability charts).
 Exit code 1 when a finding is at or above --fail-on (default error).`,
 		Example: `  faultline review examples/models/legacy-shop.yaml
   faultline review --fail-on warning -o sarif k8s/ > faultline.sarif
   faultline review -o markdown docker-compose.yml > review.md
+  faultline review -o html k8s/ > review.html
   faultline review --list-rules`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if listRules {
@@ -56,7 +59,7 @@ Exit code 1 when a finding is at or above --fail-on (default error).`,
 			if err != nil {
 				return err
 			}
-			if err := a.writeReview(rep); err != nil {
+			if err := a.writeReview(rep, res.System); err != nil {
 				return err
 			}
 			if a.failOn != "none" {
@@ -98,8 +101,10 @@ func fileExists(p string) bool {
 	return err == nil && !st.IsDir()
 }
 
-func (a *app) writeReview(rep *review.Report) error {
+func (a *app) writeReview(rep *review.Report, sys *model.System) error {
 	switch a.output {
+	case "html":
+		return report.ReviewHTML(a.stdout, rep, sys)
 	case "sarif":
 		return report.SARIF(a.stdout, rep, review.Rules(), buildVersion().Version)
 	case "markdown":
@@ -124,7 +129,7 @@ func (a *app) listRules() error {
 	for _, r := range review.Rules() {
 		rules = append(rules, ruleInfo{r.ID, r.Area, r.Severity, r.Title, r.Thresholds, "docs/rules/" + r.ID + ".md"})
 	}
-	if a.output == "sarif" || a.output == "markdown" {
+	if a.output == "sarif" || a.output == "markdown" || a.output == "html" {
 		return usageErr("--list-rules prints text, json or yaml")
 	}
 	return a.emit(rules, func(w io.Writer) error {

@@ -20,8 +20,8 @@ type app struct {
 
 func newApp(stdout, stderr io.Writer) *app { return &app{stdout: stdout, stderr: stderr} }
 
-// outputFormats are the -o values; sarif and markdown are for the review only.
-var outputFormats = []string{"text", "json", "yaml", "sarif", "markdown"}
+// outputFormats are the -o values; sarif, markdown and html are for the review only.
+var outputFormats = []string{"text", "json", "yaml", "sarif", "markdown", "html"}
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -37,7 +37,7 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if !contains(outputFormats, a.output) {
-				return usageErr("unknown output format %q; expected text, json, yaml, sarif or markdown", a.output)
+				return usageErr("unknown output format %q; expected text, json, yaml, sarif, markdown or html", a.output)
 			}
 			if !contains([]string{"error", "warning", "info", "none"}, a.failOn) {
 				return usageErr("unknown --fail-on level %q; expected error, warning, info or none", a.failOn)
@@ -51,7 +51,7 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error.`,
 		return &exitError{code: exitInput, err: fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
 	})
 	pf := root.PersistentFlags()
-	pf.StringVarP(&a.output, "output", "o", "text", "output format: text, json or yaml (review also: sarif, markdown)")
+	pf.StringVarP(&a.output, "output", "o", "text", "output format: text, json or yaml (review also: sarif, markdown, html)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only results and errors (no warnings or progress)")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "print more detail (skipped manifest objects, sources)")
 	pf.StringVar(&a.failOn, "fail-on", "error", "exit 1 when findings at or above this severity exist: error, warning, info or none")
@@ -75,7 +75,7 @@ func (a *app) emit(v any, text func(io.Writer) error) error {
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
 		return enc.Encode(v)
-	case "sarif", "markdown":
+	case "sarif", "markdown", "html":
 		return usageErr("-o %s is only for faultline review; this command prints text, json or yaml", a.output)
 	case "yaml":
 		enc := yaml.NewEncoder(a.stdout)
