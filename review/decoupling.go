@@ -142,81 +142,43 @@ func checkCyclicDependency(c *Context) []Finding {
 	return out
 }
 
-// decChain is the longest sync chain from a node, counted in hops into services and externals.
-type decChain struct {
-	hops int
-	next *model.Edge
-}
-
 // checkSyncChainDepth finds, for each entry service, the sync chain with the most hops into
 // services and externals (memoized DFS; edges closing a cycle are not followed; the first chain in
 // declaration order wins ties). Hops into datastores and brokers do not count: they end a chain,
 // and every service that owns its data has one. More than max hops is a warning.
 func checkSyncChainDepth(c *Context) []Finding {
 	limit := c.Threshold("max")
-	const (
-		unvisited = iota
-		active
-		done
-	)
-	state := map[string]uint8{}
-	best := map[string]decChain{}
-	// A chain memoized while one of its callers was on the DFS stack was cut at that caller, so it
-	// is only valid from that caller's entry service: after a search that cut a cycle, the next
-	// entry service starts from a clean memo (in an acyclic graph the memo is shared, so the search
-	// stays linear).
-	cut := false
-	var visit func(n string)
-	visit = func(n string) {
-		state[n] = active
-		var b decChain
-		for _, e := range c.Graph.Callees(n) {
-			if !e.IsSync() {
-				continue
-			}
-			if state[e.To] == active {
-				cut = true
-				continue
-			}
-			if state[e.To] == unvisited {
-				visit(e.To)
-			}
-			w := 0
-			if k := resKind(c, e.To); k == model.KindService || k == model.KindExternal {
-				w = 1
-			}
-			if h := best[e.To].hops + w; h > b.hops {
-				b = decChain{hops: h, next: &e}
-			}
-		}
-		best[n] = b
-		state[n] = done
+	counts := func(name string) bool {
+		k := resKind(c, name)
+		return k == model.KindService || k == model.KindExternal
 	}
+	search := newSyncBest(c.Graph, 0,
+		func(e model.Edge, sub int) int {
+			if counts(e.To) {
+				return sub + 1
+			}
+			return sub
+		},
+		func(a, b int) bool { return a > b })
 	var out []Finding
 	for _, grp := range resEntryGroups(c) {
-		if cut {
-			state, best, cut = map[string]uint8{}, map[string]decChain{}, false
-		}
-		if state[grp.service] == unvisited {
-			visit(grp.service)
-		}
-		b := best[grp.service]
-		if float64(b.hops) <= limit {
+		hops := search.from(grp.service).val
+		if float64(hops) <= limit {
 			continue
 		}
 		chain := []string{grp.service}
 		var ev []Evidence
-		for at, n := b.next, 0; at != nil && n <= c.Graph.Len(); at, n = best[at.To].next, n+1 {
-			if k := resKind(c, at.To); k != model.KindService && k != model.KindExternal {
+		for _, e := range search.path(grp.service) {
+			if !counts(e.To) {
 				break
 			}
-			chain = append(chain, at.To)
-			ev = append(ev, EdgeEvidence(*at))
+			chain = append(chain, e.To)
+			ev = append(ev, EdgeEvidence(e))
 		}
 		ev = append(ev, grp.evidence...)
 		out = append(out, c.Finding([]string{grp.service}, ev,
 			"%d sync hops from %s (%s): %s; more than %s, so every request waits on each hop and fails when any of them fails",
-			b.hops, grp.service, grp.label(), resPath(chain), resNum(limit)))
+			hops, grp.service, grp.label(), resPath(chain), resNum(limit)))
 	}
 	return out
 }

@@ -213,12 +213,10 @@ func resFactor(e model.Edge) (float64, string) {
 	return f, strconv.Itoa(r.Attempts)
 }
 
-// resAmp is the worst retry product reachable from a node: the product, the hops it takes, and the
-// first edge of that path (nil at its end).
+// resAmp is the worst retry product reachable from a node and the hops it takes.
 type resAmp struct {
 	product float64
 	hops    int
-	next    *model.Edge
 }
 
 // checkRetryAmplification computes, for each entry service, the sync path with the largest product
@@ -227,64 +225,30 @@ type resAmp struct {
 // above max is an error naming the path and the factors. Entrypoints on one service share a finding.
 func checkRetryAmplification(c *Context) []Finding {
 	limit := c.Threshold("max")
-	const (
-		unvisited = iota
-		active
-		done
-	)
-	state := map[string]uint8{}
-	best := map[string]resAmp{}
-	// A product memoized while one of its callers was on the DFS stack was cut at that caller, so it
-	// is only valid from that caller's entry service: after a search that cut a cycle, the next
-	// entry service starts from a clean memo (acyclic graphs share it and stay linear).
-	cut := false
-	var visit func(n string)
-	visit = func(n string) {
-		state[n] = active
-		b := resAmp{product: 1}
-		for _, e := range c.Graph.Callees(n) {
-			if !e.IsSync() {
-				continue
-			}
-			if state[e.To] == active {
-				cut = true
-				continue
-			}
-			if state[e.To] == unvisited {
-				visit(e.To)
-			}
+	search := newSyncBest(c.Graph, resAmp{product: 1},
+		func(e model.Edge, sub resAmp) resAmp {
 			f, _ := resFactor(e)
-			t := best[e.To]
-			p, hops := f*t.product, t.hops+1
-			if p > b.product*(1+1e-9) || (math.Abs(p-b.product) <= b.product*1e-9 && hops < b.hops) {
-				b = resAmp{product: p, hops: hops, next: &e}
-			}
-		}
-		best[n] = b
-		state[n] = done
-	}
+			return resAmp{product: f * sub.product, hops: sub.hops + 1}
+		},
+		func(a, b resAmp) bool {
+			return a.product > b.product*(1+1e-9) || math.Abs(a.product-b.product) <= b.product*1e-9 && a.hops < b.hops
+		})
 	var out []Finding
 	for _, grp := range resEntryGroups(c) {
-		if cut {
-			state, best, cut = map[string]uint8{}, map[string]resAmp{}, false
-		}
-		if state[grp.service] == unvisited {
-			visit(grp.service)
-		}
-		b := best[grp.service]
+		b := search.from(grp.service).val
 		if b.product <= limit {
 			continue
 		}
 		path := []string{grp.service}
 		var factors, subjects []string
 		var ev []Evidence
-		for at, n := b.next, 0; at != nil && n <= c.Graph.Len(); at, n = best[at.To].next, n+1 {
-			f, text := resFactor(*at)
-			path = append(path, at.To)
+		for _, e := range search.path(grp.service) {
+			f, text := resFactor(e)
+			path = append(path, e.To)
 			factors = append(factors, text)
 			if f > 1 {
-				subjects = append(subjects, at.String())
-				ev = append(ev, EdgeEvidence(*at))
+				subjects = append(subjects, e.String())
+				ev = append(ev, EdgeEvidence(e))
 			}
 		}
 		if len(subjects) == 0 {
