@@ -18,7 +18,7 @@ import (
 
 // Defaults are the availabilities assumed when the model gives none: of one instance of each kind
 // of component, and of one availability zone. They are deliberately modest, documented in
-// docs/availability.md, and overridden by the model's availability fields.
+// docs/review.md ("Availability"), and overridden by the model's availability fields.
 type Defaults struct {
 	Service   float64 `json:"service" yaml:"service,omitempty"`
 	Datastore float64 `json:"datastore" yaml:"datastore,omitempty"`
