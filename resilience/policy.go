@@ -1,0 +1,67 @@
+package resilience
+
+import (
+	"context"
+	"errors"
+)
+
+// Func is an operation guarded by policies.
+type Func[R any] func(ctx context.Context) (R, error)
+
+// Policy guards an operation. Apply returns next wrapped by the policy; it must honour ctx and
+// return the caller's ctx.Err() (wrapped or not, so errors.Is finds it) when ctx ends.
+type Policy[R any] interface {
+	Apply(next Func[R]) Func[R]
+}
+
+// PolicyFunc adapts a function to Policy.
+type PolicyFunc[R any] func(next Func[R]) Func[R]
+
+// Apply calls f.
+func (f PolicyFunc[R]) Apply(next Func[R]) Func[R] { return f(next) }
+
+// Compose chains policies, outermost first: Compose(a, b, c).Apply(fn) runs a(b(c(fn))).
+func Compose[R any](policies ...Policy[R]) Policy[R] {
+	return PolicyFunc[R](func(next Func[R]) Func[R] {
+		for i := len(policies) - 1; i >= 0; i-- {
+			if policies[i] != nil {
+				next = policies[i].Apply(next)
+			}
+		}
+		return next
+	})
+}
+
+// Execute runs fn through the policies (outermost first). When ctx has already ended, fn is not
+// called.
+func Execute[R any](ctx context.Context, fn Func[R], policies ...Policy[R]) (R, error) {
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	return Compose(policies...).Apply(fn)(ctx)
+}
+
+// Errors the policies return when they reject or stop a call. Callers branch on them with
+// errors.Is; each policy documents which it returns.
+var (
+	// ErrOpen: the circuit breaker is open (or half-open with no probe slot free), or adaptive
+	// throttling rejected the call.
+	ErrOpen = errors.New("resilience: circuit breaker is open")
+	// ErrTimeout: the policy's own deadline passed (not the caller's).
+	ErrTimeout = errors.New("resilience: timed out")
+	// ErrBulkheadFull: no slot and no room (or time) left in the wait queue.
+	ErrBulkheadFull = errors.New("resilience: bulkhead full")
+	// ErrRateLimited: no token available within the allowed wait.
+	ErrRateLimited = errors.New("resilience: rate limited")
+	// ErrBudgetExhausted: the retry (or hedge) budget allows no more extra attempts now.
+	ErrBudgetExhausted = errors.New("resilience: retry budget exhausted")
+	// ErrLimitExceeded: the adaptive concurrency limiter shed the call.
+	ErrLimitExceeded = errors.New("resilience: concurrency limit exceeded")
+)
+
+// CallerEnded reports whether err is the end of the caller's own context (ctx ended and err says
+// so), which no policy counts as a failure of the callee.
+func CallerEnded(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
