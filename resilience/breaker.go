@@ -612,5 +612,8 @@ func (c *breakerCore) openFor(trips int) time.Duration {
 	for i := 1; i < trips && d < float64(c.maxOpenDuration); i++ {
 		d *= c.openBackoff
 	}
-	return min(time.Duration(d), c.maxOpenDuration)
+	if d >= float64(c.maxOpenDuration) {
+		return c.maxOpenDuration // also keeps a huge float out of the int64 conversion
+	}
+	return time.Duration(d)
 }
