@@ -79,9 +79,9 @@ func TestBackoffValidate(t *testing.T) {
 // "Exponential Backoff And Jitter" against their stated ranges and uniform distribution: every
 // draw in range, the mean within 4 standard errors, and a chi-square test over 10 equal bins.
 func TestBackoffJitterDistributions(t *testing.T) {
-	seed := retrySeed(t)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewSource(seed))
-	n := retryRounds(20000, 400000)
+	n := testRounds(20000, 400000)
 	base, maxd := 10*time.Millisecond, 5*time.Second
 	type kase struct {
 		name    string
@@ -136,11 +136,11 @@ func TestBackoffJitterDistributions(t *testing.T) {
 // TestBackoffDecorrelatedChain follows the AWS post's recurrence sleep = min(cap, rand(base,
 // 3·sleep)): every delay stays within [Base, min(Max, 3·prev)].
 func TestBackoffDecorrelatedChain(t *testing.T) {
-	seed := retrySeed(t)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewSource(seed))
 	b := Backoff{Base: 5 * time.Millisecond, Max: time.Second, Jitter: JitterDecorrelated}
 	prev := time.Duration(0)
-	for i := range retryRounds(10000, 200000) {
+	for i := range testRounds(10000, 200000) {
 		d := b.Delay(i, prev, rng.Float64())
 		upper := min(b.Max, 3*max(prev, b.Base))
 		if d < b.Base || d > upper {

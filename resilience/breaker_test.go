@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,29 +14,6 @@ import (
 
 	"github.com/faultline-dev/faultline/clock"
 )
-
-// breakerSeed returns the seed for a randomized test (FAULTLINE_SEED replays one) and logs it.
-func breakerSeed(t testing.TB) int64 {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("FAULTLINE_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FAULTLINE_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with FAULTLINE_SEED=%d)", seed, seed)
-	return seed
-}
-
-// breakerRounds returns short unless FAULTLINE_LONG=1.
-func breakerRounds(short, long int) int {
-	if os.Getenv("FAULTLINE_LONG") == "1" {
-		return long
-	}
-	return short
-}
 
 var breakerT0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -629,8 +605,8 @@ func (m *breakerRef) done(p breakerRefPermit, now time.Time, o Outcome) {
 }
 
 func TestBreakerMatchesReferenceModel(t *testing.T) {
-	rng := rand.New(rand.NewSource(breakerSeed(t)))
-	runs := breakerRounds(200, 5000)
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	runs := testRounds(200, 5000)
 	for run := range runs {
 		size := 1 + rng.Intn(12)
 		cfg := BreakerConfig{

@@ -104,9 +104,9 @@ func TestNewRetryBudgetErrors(t *testing.T) {
 // TestRetryBudgetModel drives a budget and a plain reference model (a list of timestamped events,
 // counted when their bucket is among the last Buckets) with the same random event sequence.
 func TestRetryBudgetModel(t *testing.T) {
-	seed := retrySeed(t)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewSource(seed))
-	for round := range retryRounds(50, 1000) {
+	for round := range testRounds(50, 1000) {
 		cfg := RetryBudgetConfig{
 			Ratio:               []float64{-1, 0.05, 0.1, 0.5, 1.5}[rng.Intn(5)],
 			MinRetriesPerSecond: []float64{-1, 0.3, 1, 10}[rng.Intn(4)],

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,55 +14,6 @@ import (
 
 	"github.com/faultline-dev/faultline/clock"
 )
-
-// bulkheadSeed returns the seed for a randomized test (FAULTLINE_SEED replays one) and logs it.
-func bulkheadSeed(t testing.TB) int64 {
-	t.Helper()
-	seed := time.Now().UnixNano()
-	if s := os.Getenv("FAULTLINE_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FAULTLINE_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with FAULTLINE_SEED=%d)", seed, seed)
-	return seed
-}
-
-// bulkheadRounds returns short unless FAULTLINE_LONG=1.
-func bulkheadRounds(short, long int) int {
-	if os.Getenv("FAULTLINE_LONG") == "1" {
-		return long
-	}
-	return short
-}
-
-// bulkheadLeakCheck fails the test when goroutines started during it are still running at its end.
-func bulkheadLeakCheck(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(2 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			runtime.Gosched()
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<16)
-			t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
-		}
-	})
-}
-
-// bulkheadWaitTimers waits until m has n pending timers, with a wall-clock bound on failure only.
-func bulkheadWaitTimers(t *testing.T, m *clock.Manual, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := m.WaitForTimers(ctx, n); err != nil {
-		t.Fatalf("waiting for %d timers (have %d): %v", n, m.Timers(), err)
-	}
-}
 
 // bulkheadWaitFor yields until cond holds (a goroutine reached a state), failing after a bound.
 func bulkheadWaitFor(t *testing.T, what string, cond func() bool) {
@@ -194,8 +144,8 @@ func TestBulkheadCoreScript(t *testing.T) {
 // TestBulkheadCoreModel checks the core against a plain reference model on random event
 // sequences.
 func TestBulkheadCoreModel(t *testing.T) {
-	rng := rand.New(rand.NewSource(bulkheadSeed(t)))
-	for round := range bulkheadRounds(200, 5000) {
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	for round := range testRounds(200, 5000) {
 		maxC, maxQ := 1+rng.Intn(4), rng.Intn(5)
 		c, _ := NewBulkheadCore(maxC, maxQ)
 		// model: holders counts slots, queue holds tickets in order, next numbers them
@@ -271,7 +221,7 @@ func bulkheadHold(t *testing.T, b *Bulkhead, release <-chan struct{}) <-chan err
 }
 
 func TestBulkheadRejectsWhenFull(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	var rejects []error
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 2, OnReject: func(r error) { rejects = append(rejects, r) }})
 	release := make(chan struct{})
@@ -298,7 +248,7 @@ func TestBulkheadRejectsWhenFull(t *testing.T) {
 
 // TestBulkheadFIFO: waiters get freed slots in the order they arrived.
 func TestBulkheadFIFO(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	const n = 8
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxQueue: n})
 	release := make(chan struct{})
@@ -339,7 +289,7 @@ func TestBulkheadFIFO(t *testing.T) {
 
 // TestBulkheadMaxWait: a waiter is rejected with ErrBulkheadFull when MaxWait passes on the clock.
 func TestBulkheadMaxWait(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	var rejects atomic.Int32
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Second, Clock: m,
@@ -353,7 +303,7 @@ func TestBulkheadMaxWait(t *testing.T) {
 			return nil
 		})
 	}()
-	bulkheadWaitTimers(t, m, 1)
+	waitTimers(t, m, 1)
 	m.Advance(999 * time.Millisecond)
 	select {
 	case err := <-errc:
@@ -376,14 +326,14 @@ func TestBulkheadMaxWait(t *testing.T) {
 
 // TestBulkheadWaiterGetsSlotBeforeMaxWait: a slot freed within MaxWait runs the waiter.
 func TestBulkheadWaiterGetsSlotBeforeMaxWait(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1, MaxWait: time.Second, Clock: m})
 	release := make(chan struct{})
 	holder := bulkheadHold(t, b, release)
 	errc := make(chan error, 1)
 	go func() { errc <- b.Execute(context.Background(), func(context.Context) error { return nil }) }()
-	bulkheadWaitTimers(t, m, 1)
+	waitTimers(t, m, 1)
 	m.Advance(500 * time.Millisecond)
 	close(release)
 	if err := errors.Join(<-holder, <-errc); err != nil {
@@ -416,7 +366,7 @@ func TestBulkheadCancellation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bulkheadLeakCheck(t)
+			checkNoLeak(t)
 			var rejects atomic.Int32
 			b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxQueue: 2, MaxWait: tt.maxWait,
 				Clock: clock.NewManual(time.Time{}), OnReject: func(error) { rejects.Add(1) }})
@@ -466,9 +416,9 @@ func (c *bulkheadDeadlineCtx) Err() error {
 // TestBulkheadConcurrentInvariants: under random load with random cancellations and wait bounds,
 // never more than MaxConcurrent calls run and no slot is lost.
 func TestBulkheadConcurrentInvariants(t *testing.T) {
-	bulkheadLeakCheck(t)
-	rng := rand.New(rand.NewSource(bulkheadSeed(t)))
-	for round := range bulkheadRounds(5, 50) {
+	checkNoLeak(t)
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	for round := range testRounds(5, 50) {
 		maxC, maxQ := 1+rng.Intn(4), rng.Intn(8)
 		m := clock.NewManual(time.Time{})
 		b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: maxC, MaxQueue: maxQ, MaxWait: time.Duration(rng.Intn(3)) * time.Millisecond, Clock: m})
@@ -544,9 +494,9 @@ func TestBulkheadConcurrentInvariants(t *testing.T) {
 // TestBulkheadGiveUpRaceStress hammers the hand-off/give-up race: each released slot goes to a
 // waiter that is being cancelled at the same moment. No slot may be lost.
 func TestBulkheadGiveUpRaceStress(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	b, _ := NewBulkhead(BulkheadConfig{MaxConcurrent: 1, MaxQueue: 1})
-	for i := range bulkheadRounds(300, 10000) {
+	for i := range testRounds(300, 10000) {
 		release := make(chan struct{})
 		holder := bulkheadHold(t, b, release)
 		ctx, cancel := context.WithCancel(context.Background())

@@ -165,8 +165,8 @@ func TestRateLimiterAccuracyOverAMinute(t *testing.T) {
 // credit (credit = time saved up, capped at Burst·interval; a call costs one interval; waiting
 // calls borrow against future credit) on random call times.
 func TestTokenBucketModel(t *testing.T) {
-	rng := rand.New(rand.NewSource(bulkheadSeed(t)))
-	for round := range bulkheadRounds(300, 10000) {
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	for round := range testRounds(300, 10000) {
 		cfg := RateLimitConfig{Rate: float64(1 + rng.Intn(1000)), Burst: rng.Intn(6),
 			MaxWait: time.Duration(rng.Intn(3)) * time.Duration(rng.Intn(50)) * time.Millisecond}
 		b, err := NewTokenBucket(cfg)
@@ -227,7 +227,7 @@ func TestRateLimiterRejectCarriesRetryAfter(t *testing.T) {
 
 // TestRateLimiterWaitsOnTheClock: a call waits for its turn on the clock, in arrival order.
 func TestRateLimiterWaitsOnTheClock(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	l, _ := NewRateLimiter(RateLimitConfig{Rate: 10, MaxWait: time.Second, Clock: m})
 	ctx := context.Background()
@@ -245,7 +245,7 @@ func TestRateLimiterWaitsOnTheClock(t *testing.T) {
 				t.Fatalf("first call ran at %v", got)
 			}
 		} else {
-			bulkheadWaitTimers(t, m, i)
+			waitTimers(t, m, i)
 		}
 	}
 	m.Advance(100 * time.Millisecond)
@@ -261,7 +261,7 @@ func TestRateLimiterWaitsOnTheClock(t *testing.T) {
 // TestRateLimiterCancelWhileWaiting: a waiter whose context ends returns the caller's error at
 // once, never runs fn, leaves no timer, and gives its token back.
 func TestRateLimiterCancelWhileWaiting(t *testing.T) {
-	bulkheadLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	l, _ := NewRateLimiter(RateLimitConfig{Rate: 10, MaxWait: time.Second, Clock: m})
 	if !l.Allow() {
@@ -270,7 +270,7 @@ func TestRateLimiterCancelWhileWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- l.Execute(ctx, func(context.Context) error { t.Error("fn ran"); return nil }) }()
-	bulkheadWaitTimers(t, m, 1)
+	waitTimers(t, m, 1)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("waiter = %v", err)

@@ -122,7 +122,7 @@ func retryRun(ctx context.Context, r *Retry, fn func(context.Context) error) <-c
 }
 
 func TestRetryExecuteBacksOffOnTheClock(t *testing.T) {
-	retryLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	var retries []time.Duration
 	r, err := NewRetry(RetryConfig{MaxAttempts: 4, Clock: m, Backoff: Backoff{Base: time.Second},
@@ -139,7 +139,7 @@ func TestRetryExecuteBacksOffOnTheClock(t *testing.T) {
 	})
 	start := m.Now()
 	for _, want := range []time.Duration{time.Second, 2 * time.Second} {
-		retryWaitTimers(t, m, 1)
+		waitTimers(t, m, 1)
 		if d, _ := m.NextDeadline(); d.Sub(m.Now()) != want {
 			t.Fatalf("waiting %v, want %v", d.Sub(m.Now()), want)
 		}
@@ -167,11 +167,11 @@ func TestRetryCallerCancellation(t *testing.T) {
 		}
 	})
 	t.Run("during backoff", func(t *testing.T) {
-		retryLeakCheck(t)
+		checkNoLeak(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls atomic.Int32
 		done := retryRun(ctx, r, func(context.Context) error { calls.Add(1); return errRetryFlaky })
-		retryWaitTimers(t, m, 1)
+		waitTimers(t, m, 1)
 		cancel()
 		err := <-done
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, errRetryFlaky) || calls.Load() != 1 {
@@ -182,7 +182,7 @@ func TestRetryCallerCancellation(t *testing.T) {
 		}
 	})
 	t.Run("during an attempt", func(t *testing.T) {
-		retryLeakCheck(t)
+		checkNoLeak(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		var calls atomic.Int32
 		started := make(chan struct{})
@@ -208,7 +208,7 @@ func TestRetryCallerCancellation(t *testing.T) {
 }
 
 func TestRetryPerAttemptTimeout(t *testing.T) {
-	retryLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	r, _ := NewRetry(RetryConfig{MaxAttempts: 2, PerAttemptTimeout: time.Second, Backoff: Backoff{Base: time.Second}, Clock: m})
 	var calls atomic.Int32
@@ -219,9 +219,9 @@ func TestRetryPerAttemptTimeout(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	retryWaitTimers(t, m, 1) // the attempt's timeout
+	waitTimers(t, m, 1) // the attempt's timeout
 	m.Advance(time.Second)
-	retryWaitTimers(t, m, 1) // the backoff
+	waitTimers(t, m, 1) // the backoff
 	m.Advance(time.Second)
 	if err := <-done; err != nil || calls.Load() != 2 {
 		t.Errorf("err %v after %d calls", err, calls.Load())
@@ -233,7 +233,7 @@ func TestRetryRetryAfterAndBudget(t *testing.T) {
 	b, _ := NewRetryBudget(RetryBudgetConfig{Ratio: 1, MinRetriesPerSecond: -1})
 	r, _ := NewRetry(RetryConfig{MaxAttempts: 3, Clock: m, Budget: b})
 	done := retryRun(context.Background(), r, func(context.Context) error { return retryAfterErr{7 * time.Second} })
-	retryWaitTimers(t, m, 1)
+	waitTimers(t, m, 1)
 	if d, _ := m.NextDeadline(); d.Sub(m.Now()) != 7*time.Second {
 		t.Fatalf("wait %v, want the server's 7s", d.Sub(m.Now()))
 	}
@@ -274,9 +274,9 @@ func TestWithRetryReturnsResult(t *testing.T) {
 // TestRetryModel checks the retry core against a reference: for random configurations and
 // outcome sequences, the attempts made and the delays waited match a direct computation.
 func TestRetryModel(t *testing.T) {
-	seed := retrySeed(t)
+	seed := testSeed(t)
 	rng := rand.New(rand.NewSource(seed))
-	for round := range retryRounds(300, 10000) {
+	for round := range testRounds(300, 10000) {
 		bo := Backoff{
 			Base:       time.Duration(1+rng.Intn(100)) * time.Millisecond,
 			Multiplier: []float64{0, 1, 1.5, 3}[rng.Intn(4)],

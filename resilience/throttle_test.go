@@ -85,14 +85,14 @@ func TestThrottleSREBookFormula(t *testing.T) {
 // Over many draws with a backend that accepts only some requests, the number of rejections
 // matches the sum of the formula's probabilities (a sum of Bernoulli trials) within 5σ.
 func TestThrottleRejectionRateMatchesFormula(t *testing.T) {
-	rng := rand.New(rand.NewSource(breakerSeed(t)))
+	rng := rand.New(rand.NewSource(testSeed(t)))
 	for _, acceptP := range []float64{0.1, 0.3, 0.45, 0.8, 1} {
 		th := mustThrottle(t, ThrottleConfig{Seed: rng.Uint64() | 1, Window: time.Hour, Clock: clock.NewManual(breakerT0)})
 		now := breakerT0
 		requests, accepts := 0, 0
 		var sumP, sumVar float64
 		rejections := 0
-		draws := breakerRounds(20000, 200000)
+		draws := testRounds(20000, 200000)
 		for range draws {
 			p := throttleRefProbability(requests, accepts, 2)
 			if got := th.Probability(now); math.Abs(got-p) > 1e-12 {

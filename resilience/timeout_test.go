@@ -27,7 +27,7 @@ func TestTimeoutOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			retryLeakCheck(t)
+			checkNoLeak(t)
 			m := clock.NewManual(time.Time{})
 			to, err := NewTimeout(time.Second, m)
 			if err != nil {
@@ -38,7 +38,7 @@ func TestTimeoutOutcomes(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- to.Execute(ctx, tt.fn) }()
 			if tt.advance || tt.cancel {
-				retryWaitTimers(t, m, 1)
+				waitTimers(t, m, 1)
 			}
 			if tt.advance {
 				m.Advance(time.Second)
@@ -89,7 +89,7 @@ func TestTimeoutRealClockCarriesDeadline(t *testing.T) {
 }
 
 func TestTimeoutInsideRetryIsRetried(t *testing.T) {
-	retryLeakCheck(t)
+	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
 	to, _ := NewTimeout(time.Second, m)
 	r, _ := NewRetry(RetryConfig{MaxAttempts: 2, Backoff: Backoff{Base: time.Second}, Clock: m})
@@ -101,7 +101,7 @@ func TestTimeoutInsideRetryIsRetried(t *testing.T) {
 		done <- err
 	}()
 	for range 3 { // timeout, backoff, timeout
-		retryWaitTimers(t, m, 1)
+		waitTimers(t, m, 1)
 		m.Advance(time.Second)
 	}
 	if err := <-done; !errors.Is(err, ErrTimeout) || errors.Is(err, context.Canceled) {

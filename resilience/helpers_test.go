@@ -1,3 +1,5 @@
+// Test helpers shared by every policy's tests: replayable seeds, long-run switches, leak checks and
+// waiting for code to block on the manual clock.
 package resilience
 
 import (
@@ -11,9 +13,9 @@ import (
 	"github.com/faultline-dev/faultline/clock"
 )
 
-// retrySeed returns the seed for a randomized test: FAULTLINE_SEED when set, else a fresh one.
+// testSeed returns the seed for a randomized test: FAULTLINE_SEED when set, else a fresh one.
 // It is logged so a failure can be replayed.
-func retrySeed(t *testing.T) int64 {
+func testSeed(t testing.TB) int64 {
 	t.Helper()
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("FAULTLINE_SEED"); s != "" {
@@ -27,17 +29,17 @@ func retrySeed(t *testing.T) int64 {
 	return seed
 }
 
-// retryRounds returns short unless FAULTLINE_LONG=1.
-func retryRounds(short, long int) int {
+// testRounds returns short unless FAULTLINE_LONG=1.
+func testRounds(short, long int) int {
 	if os.Getenv("FAULTLINE_LONG") == "1" {
 		return long
 	}
 	return short
 }
 
-// retryLeakCheck fails the test when goroutines started during it are still running at its end.
+// checkNoLeak fails the test when goroutines started during it are still running at its end.
 // Goroutines that are finishing get a bounded chance to exit (yielding, not sleeping a fixed time).
-func retryLeakCheck(t *testing.T) {
+func checkNoLeak(t *testing.T) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
@@ -52,8 +54,8 @@ func retryLeakCheck(t *testing.T) {
 	})
 }
 
-// retryWaitTimers waits until m has n pending timers, failing the test after a wall-clock bound.
-func retryWaitTimers(t *testing.T, m *clock.Manual, n int) {
+// waitTimers waits until m has n pending timers, failing the test after a wall-clock bound.
+func waitTimers(t *testing.T, m *clock.Manual, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
