@@ -91,6 +91,11 @@ type BreakerConfig struct {
 	// the goroutine that caused it. Changes caused by concurrent calls may be reported out of
 	// order; call State for the current state.
 	OnStateChange func(from, to BreakerState)
+	// Name names the breaker in events; Observer, when set, receives EventStateChange,
+	// EventRejected, and for each call made through Execute or WithBreaker EventSuccess,
+	// EventFailure or EventIgnored.
+	Name     string
+	Observer Observer
 }
 
 // BreakerState is a circuit breaker's state.
@@ -169,6 +174,7 @@ type Breaker struct {
 	clock     clock.Clock
 	isFailure func(error) bool
 	onChange  func(from, to BreakerState)
+	em        emitter
 }
 
 // breakerWindow is a count or a time window of outcomes.
@@ -214,7 +220,8 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Breaker{core: c, clock: cfg.Clock, isFailure: cfg.IsFailure, onChange: cfg.OnStateChange}
+	b := &Breaker{core: c, clock: cfg.Clock, isFailure: cfg.IsFailure, onChange: cfg.OnStateChange,
+		em: newEmitter(KindBreaker, cfg.Name, cfg.Observer)}
 	if b.clock == nil {
 		b.clock = clock.Real()
 	}
@@ -349,10 +356,17 @@ func newBreakerCore(cfg BreakerConfig) (breakerCore, error) {
 // or ErrOpen when the breaker is open, forced open, or half-open with every probe slot taken.
 // Allow moves an open breaker whose open duration has passed to half-open.
 func (b *Breaker) Allow(now time.Time) (Permit, error) {
+	return b.allow(context.Background(), now)
+}
+
+func (b *Breaker) allow(ctx context.Context, now time.Time) (Permit, error) {
 	b.mu.Lock()
 	p, ch, err := b.core.allow(now)
 	b.mu.Unlock()
-	b.notify(ch)
+	b.notify(ctx, ch)
+	if err != nil {
+		b.em.emit(ctx, Event{Type: EventRejected, Err: err})
+	}
 	return p, err
 }
 
@@ -361,10 +375,14 @@ func (b *Breaker) Allow(now time.Time) (Permit, error) {
 // once, with OutcomeIgnored when the call is not to be counted, or a half-open probe slot stays
 // taken.
 func (b *Breaker) Done(p Permit, now time.Time, o Outcome) {
+	b.done(context.Background(), p, now, o)
+}
+
+func (b *Breaker) done(ctx context.Context, p Permit, now time.Time, o Outcome) {
 	b.mu.Lock()
 	ch := b.core.done(p, now, o)
 	b.mu.Unlock()
-	b.notify(ch)
+	b.notify(ctx, ch)
 }
 
 // State returns the state at time now; an open breaker whose open duration has passed becomes
@@ -374,7 +392,7 @@ func (b *Breaker) State(now time.Time) BreakerState {
 	ch := b.core.tick(now)
 	s := b.core.state
 	b.mu.Unlock()
-	b.notify(ch)
+	b.notify(context.Background(), ch)
 	return s
 }
 
@@ -409,13 +427,17 @@ func (b *Breaker) set(s BreakerState) {
 		b.core.trips = 0
 	}
 	b.mu.Unlock()
-	b.notify(ch)
+	b.notify(context.Background(), ch)
 }
 
-func (b *Breaker) notify(ch breakerChange) {
-	if ch.ok && b.onChange != nil {
+func (b *Breaker) notify(ctx context.Context, ch breakerChange) {
+	if !ch.ok {
+		return
+	}
+	if b.onChange != nil {
 		b.onChange(ch.from, ch.to)
 	}
+	b.em.emit(ctx, Event{Type: EventStateChange, From: ch.from, To: ch.to})
 }
 
 // Execute runs fn through the breaker: it returns ErrOpen without calling fn when the breaker
@@ -427,14 +449,14 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) (
 		return err
 	}
 	start := b.clock.Now()
-	p, err := b.Allow(start)
+	p, err := b.allow(ctx, start)
 	if err != nil {
 		return err
 	}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: count a failure, free the permit, let the panic go on
-			b.Done(p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
+			b.done(ctx, p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
 		}
 	}()
 	err = fn(ctx)
@@ -454,7 +476,7 @@ func WithBreaker[R any](b *Breaker) Policy[R] {
 				return zero, err
 			}
 			start := b.clock.Now()
-			p, err := b.Allow(start)
+			p, err := b.allow(ctx, start)
 			if err != nil {
 				var zero R
 				return zero, err
@@ -462,7 +484,7 @@ func WithBreaker[R any](b *Breaker) Policy[R] {
 			finished := false
 			defer func() {
 				if !finished {
-					b.Done(p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
+					b.done(ctx, p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
 				}
 			}()
 			r, err := next(ctx)
@@ -484,7 +506,17 @@ func (b *Breaker) finish(ctx context.Context, p Permit, start time.Time, err err
 	case b.isFailure == nil || b.isFailure(err):
 		o.Kind = OutcomeFailure
 	}
-	b.Done(p, now, o)
+	b.done(ctx, p, now, o)
+	if b.em.on() {
+		e := Event{Type: EventSuccess, Duration: o.Duration}
+		switch o.Kind {
+		case OutcomeFailure:
+			e.Type, e.Err = EventFailure, err
+		case OutcomeIgnored:
+			e.Type, e.Err = EventIgnored, err
+		}
+		b.em.emit(ctx, e)
+	}
 }
 
 // --- the state machine ---

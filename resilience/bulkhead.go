@@ -26,6 +26,10 @@ type BulkheadConfig struct {
 	// ErrBulkheadFull each time a call is rejected because the queue is full or MaxWait passed.
 	// It is not called when a caller's own context ends.
 	OnReject func(reason error)
+	// Name names the policy in events; Observer, when set, receives EventRejected for each rejection and EventAdmitted
+	// (with the time waited) for each call that got a slot after queueing.
+	Name     string
+	Observer Observer
 }
 
 // BulkheadDecision is what BulkheadCore.Acquire decides for a new call.
@@ -172,6 +176,7 @@ type Bulkhead struct {
 	maxWait  time.Duration
 	clk      clock.Clock
 	onReject func(error)
+	em       emitter
 }
 
 // NewBulkhead validates cfg and returns a Bulkhead; the error names the bad field.
@@ -189,6 +194,7 @@ func NewBulkhead(cfg BulkheadConfig) (*Bulkhead, error) {
 		maxWait:  cfg.MaxWait,
 		clk:      clk,
 		onReject: cfg.OnReject,
+		em:       newEmitter(KindBulkhead, cfg.Name, cfg.Observer),
 	}, nil
 }
 
@@ -245,8 +251,9 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 		return nil
 	case BulkheadReject:
 		b.mu.Unlock()
-		return b.reject()
+		return b.reject(ctx)
 	}
+	queuedAt := b.clk.Now()
 	granted := make(chan struct{}, 1)
 	b.waiters[t] = granted
 	b.mu.Unlock()
@@ -263,6 +270,7 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 			b.release()
 			return err
 		}
+		b.admitted(ctx, queuedAt)
 		return nil
 	case <-ctx.Done():
 		if !b.leave(t) {
@@ -271,8 +279,9 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 		return ctx.Err()
 	case <-expired:
 		if b.leave(t) {
-			return b.reject()
+			return b.reject(ctx)
 		}
+		b.admitted(ctx, queuedAt)
 		return nil // the slot arrived as the wait ran out: use it
 	}
 }
@@ -301,9 +310,17 @@ func (b *Bulkhead) release() {
 	}
 }
 
-func (b *Bulkhead) reject() error {
+func (b *Bulkhead) reject(ctx context.Context) error {
 	if b.onReject != nil {
 		b.onReject(ErrBulkheadFull)
 	}
+	b.em.emit(ctx, Event{Type: EventRejected, Err: ErrBulkheadFull})
 	return ErrBulkheadFull
+}
+
+// admitted reports a queued call that got its slot.
+func (b *Bulkhead) admitted(ctx context.Context, queuedAt time.Time) {
+	if b.em.on() {
+		b.em.emit(ctx, Event{Type: EventAdmitted, Duration: b.clk.Now().Sub(queuedAt)})
+	}
 }

@@ -42,7 +42,7 @@ func (m *matrixPolicies) policy(t *testing.T, name string) Policy[int] {
 		must(err)
 		return WithBreaker[int](b)
 	case "timeout":
-		tm, err := NewTimeout(time.Minute, m.clk)
+		tm, err := NewTimeout(TimeoutConfig{Duration: time.Minute, Clock: m.clk})
 		must(err)
 		return WithTimeout[int](tm)
 	case "bulkhead":

@@ -10,9 +10,24 @@ import (
 // every error except the end of the caller's own context (a caller that gave up gets its
 // cancellation back, not a substitute answer). f must not be nil.
 func Fallback[R any](f func(ctx context.Context, err error) (R, error), when func(error) bool) Policy[R] {
-	if f == nil {
+	return FallbackWith(FallbackConfig[R]{Func: f, When: when})
+}
+
+// FallbackConfig configures FallbackWith: Func and When are Fallback's arguments; Name names the
+// policy in events and Observer, when set, receives an EventFallback each time Func answers.
+type FallbackConfig[R any] struct {
+	Func     func(ctx context.Context, err error) (R, error)
+	When     func(error) bool
+	Name     string
+	Observer Observer
+}
+
+// FallbackWith is Fallback with a name and an observer. cfg.Func must not be nil.
+func FallbackWith[R any](cfg FallbackConfig[R]) Policy[R] {
+	if cfg.Func == nil {
 		panic("resilience: Fallback with a nil function")
 	}
+	f, when, em := cfg.Func, cfg.When, newEmitter(KindFallback, cfg.Name, cfg.Observer)
 	return PolicyFunc[R](func(next Func[R]) Func[R] {
 		return func(ctx context.Context) (R, error) {
 			if err := ctx.Err(); err != nil {
@@ -26,6 +41,7 @@ func Fallback[R any](f func(ctx context.Context, err error) (R, error), when fun
 			if when != nil && !when(err) {
 				return res, err
 			}
+			em.emit(ctx, Event{Type: EventFallback, Err: err})
 			return f(ctx, err)
 		}
 	})

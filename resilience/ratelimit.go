@@ -28,6 +28,10 @@ type RateLimitConfig struct {
 	// rejection error (matching ErrRateLimited) each time a call is rejected. It is not called when
 	// a caller's own context ends.
 	OnReject func(reason error)
+	// Name names the policy in events; Observer, when set, receives EventRejected for each rejection and EventAdmitted
+	// (with the time waited) for each call that waited for its token.
+	Name     string
+	Observer Observer
 }
 
 // TokenBucket is the rate limiter's deterministic core: a token bucket of Burst tokens refilled at
@@ -120,6 +124,7 @@ type RateLimiter struct {
 	core     TokenBucket
 	clk      clock.Clock
 	onReject func(error)
+	em       emitter
 }
 
 // NewRateLimiter validates cfg and returns a RateLimiter with a full bucket; the error names the
@@ -133,7 +138,8 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &RateLimiter{core: *core, clk: clk, onReject: cfg.OnReject}, nil
+	return &RateLimiter{core: *core, clk: clk, onReject: cfg.OnReject,
+		em: newEmitter(KindRateLimit, cfg.Name, cfg.Observer)}, nil
 }
 
 // Allow reports whether a call may run now, taking a token if so. It never waits, whatever
@@ -183,6 +189,7 @@ func (l *RateLimiter) wait(ctx context.Context) error {
 		if l.onReject != nil {
 			l.onReject(err)
 		}
+		l.em.emit(ctx, Event{Type: EventRejected, Err: err})
 		return err
 	}
 	if wait == 0 {
@@ -192,6 +199,7 @@ func (l *RateLimiter) wait(ctx context.Context) error {
 	defer timer.Stop()
 	select {
 	case <-timer.C():
+		l.em.emit(ctx, Event{Type: EventAdmitted, Duration: wait})
 		return nil
 	case <-ctx.Done():
 		gaveUp := l.clk.Now()

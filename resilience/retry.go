@@ -49,6 +49,12 @@ type RetryConfig struct {
 	// OnRetry, when set, is called before each wait with the number of the attempt that failed
 	// (1-based), its error and the delay about to be waited.
 	OnRetry func(attempt int, err error, delay time.Duration)
+	// Name names the policy in events; Observer, when set, receives EventRetry before each wait,
+	// EventRetriesExhausted when it gives up on a retryable error (attempts, elapsed time or
+	// budget used up), and EventTimeout when the per-attempt
+	// timeout fires.
+	Name     string
+	Observer Observer
 }
 
 func (c RetryConfig) validate() error {
@@ -146,6 +152,7 @@ type Retry struct {
 	clk clock.Clock
 	mu  sync.Mutex
 	rng *rand.Rand
+	em  emitter
 }
 
 // NewRetry validates cfg and returns a Retry; the error names the bad field.
@@ -167,7 +174,7 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &Retry{cfg: cfg, clk: clk, rng: rand.New(rand.NewSource(cfg.Seed))}, nil
+	return &Retry{cfg: cfg, clk: clk, rng: rand.New(rand.NewSource(cfg.Seed)), em: newEmitter(KindRetry, cfg.Name, cfg.Observer)}, nil
 }
 
 func (r *Retry) retryFloat() float64 {
@@ -228,7 +235,7 @@ func retryDo[R any](r *Retry, ctx context.Context, next Func[R]) (R, error) {
 		var res R
 		var err error
 		if r.cfg.PerAttemptTimeout > 0 {
-			res, err = timeoutDo(ctx, r.clk, r.cfg.PerAttemptTimeout, next)
+			res, err = timeoutDo(ctx, r.clk, r.cfg.PerAttemptTimeout, &r.em, next)
 		} else {
 			res, err = next(ctx)
 		}
@@ -240,11 +247,15 @@ func retryDo[R any](r *Retry, ctx context.Context, next Func[R]) (R, error) {
 		}
 		delay, again, why := st.Next(r.clk.Now(), err)
 		if !again {
+			if r.em.on() && st.retryable(err) { // gave up on an error it would have retried
+				r.em.emit(ctx, Event{Type: EventRetriesExhausted, Attempt: st.attempts, Err: why})
+			}
 			return res, why
 		}
 		if r.cfg.OnRetry != nil {
 			r.cfg.OnRetry(st.attempts, err, delay)
 		}
+		r.em.emit(ctx, Event{Type: EventRetry, Attempt: st.attempts, Duration: delay, Err: err})
 		if delay > 0 {
 			if serr := r.clk.Sleep(ctx, delay); serr != nil {
 				return zero, retryCallerErr(ctx, err)

@@ -47,6 +47,11 @@ type ThrottleConfig struct {
 	// OnReject, when set, is called (outside the lock, on the caller's goroutine) with the
 	// rejection probability each time the throttle rejects a call.
 	OnReject func(probability float64)
+	// Name names the policy in events; Observer, when set, receives EventRejected for each rejection, and for each call
+	// made through Execute or WithThrottle EventSuccess, EventFailure or EventIgnored (the caller
+	// gave up).
+	Name     string
+	Observer Observer
 }
 
 // Throttle is adaptive client-side throttling, the second breaker kind (Google SRE book, ch. 21
@@ -70,6 +75,7 @@ type Throttle struct {
 	clock     clock.Clock
 	isFailure func(error) bool
 	onReject  func(float64)
+	em        emitter
 }
 
 // NewThrottle validates cfg and returns a throttle; the error names the bad field.
@@ -108,6 +114,7 @@ func NewThrottle(cfg ThrottleConfig) (*Throttle, error) {
 		clock:     cfg.Clock,
 		isFailure: cfg.IsFailure,
 		onReject:  cfg.OnReject,
+		em:        newEmitter(KindThrottle, cfg.Name, cfg.Observer),
 	}, nil
 }
 
@@ -169,22 +176,34 @@ func throttleProbability(requests, accepts int, k float64) float64 {
 }
 
 // allowNow draws the random number and asks Allow, on the clock's time.
-func (t *Throttle) allowNow() error {
+func (t *Throttle) allowNow(ctx context.Context) error {
 	now := t.clock.Now()
 	t.mu.Lock()
 	rnd := t.rng.Float64()
 	t.mu.Unlock()
-	return t.Allow(now, rnd)
+	err := t.Allow(now, rnd)
+	if err != nil {
+		t.em.emit(ctx, Event{Type: EventRejected, Err: err})
+	}
+	return err
 }
 
 func (t *Throttle) finish(ctx context.Context, err error) {
 	switch {
 	case err == nil:
 		t.Done(t.clock.Now(), true)
+		t.em.emit(ctx, Event{Type: EventSuccess})
 	case CallerEnded(ctx, err):
 		// the caller gave up: the backend neither accepted nor refused anything we know of
+		t.em.emit(ctx, Event{Type: EventIgnored, Err: err})
 	default:
-		t.Done(t.clock.Now(), t.isFailure != nil && !t.isFailure(err))
+		accepted := t.isFailure != nil && !t.isFailure(err)
+		t.Done(t.clock.Now(), accepted)
+		if accepted {
+			t.em.emit(ctx, Event{Type: EventSuccess, Err: err})
+		} else {
+			t.em.emit(ctx, Event{Type: EventFailure, Err: err})
+		}
 	}
 }
 
@@ -194,7 +213,7 @@ func (t *Throttle) Execute(ctx context.Context, fn func(context.Context) error) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := t.allowNow(); err != nil {
+	if err := t.allowNow(ctx); err != nil {
 		return err
 	}
 	err := fn(ctx)
@@ -211,7 +230,7 @@ func WithThrottle[R any](t *Throttle) Policy[R] {
 				var zero R
 				return zero, err
 			}
-			if err := t.allowNow(); err != nil {
+			if err := t.allowNow(ctx); err != nil {
 				var zero R
 				return zero, err
 			}

@@ -100,7 +100,7 @@ func TestThrottleRejectionRateMatchesFormula(t *testing.T) {
 			}
 			sumP += p
 			sumVar += p * (1 - p)
-			err := th.allowNow()
+			err := th.allowNow(context.Background())
 			requests++
 			if err != nil {
 				rejections++

@@ -19,17 +19,31 @@ import (
 type Timeout struct {
 	d   time.Duration
 	clk clock.Clock
+	em  emitter
 }
 
-// NewTimeout returns a Timeout of d (which must be positive) on clk (nil means clock.Real()).
-func NewTimeout(d time.Duration, clk clock.Clock) (*Timeout, error) {
-	if d <= 0 {
-		return nil, fmt.Errorf("resilience: timeout duration %v: want > 0", d)
+// TimeoutConfig configures a Timeout. Only Duration is required.
+type TimeoutConfig struct {
+	// Duration is how long a call may run. Required: > 0.
+	Duration time.Duration
+	// Clock supplies time and timers. Nil means clock.Real().
+	Clock clock.Clock
+	// Name names the policy in events; Observer, when set, receives an EventTimeout each time the
+	// deadline cancels a call.
+	Name     string
+	Observer Observer
+}
+
+// NewTimeout validates cfg and returns a Timeout.
+func NewTimeout(cfg TimeoutConfig) (*Timeout, error) {
+	if cfg.Duration <= 0 {
+		return nil, fmt.Errorf("resilience: TimeoutConfig.Duration %v: want > 0", cfg.Duration)
 	}
+	clk := cfg.Clock
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &Timeout{d: d, clk: clk}, nil
+	return &Timeout{d: cfg.Duration, clk: clk, em: newEmitter(KindTimeout, cfg.Name, cfg.Observer)}, nil
 }
 
 // Duration returns the timeout's duration.
@@ -40,7 +54,7 @@ func (t *Timeout) Duration() time.Duration { return t.d }
 // matching ErrTimeout when the timeout's deadline cancelled fn while the caller's ctx was still
 // alive; the caller's ctx.Err() when the caller's ctx ended. An already-ended ctx never calls fn.
 func (t *Timeout) Execute(ctx context.Context, fn func(context.Context) error) error {
-	_, err := timeoutDo(ctx, t.clk, t.d, func(ctx context.Context) (struct{}, error) {
+	_, err := timeoutDo(ctx, t.clk, t.d, &t.em, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	})
 	return err
@@ -49,7 +63,7 @@ func (t *Timeout) Execute(ctx context.Context, fn func(context.Context) error) e
 // WithTimeout returns t as a Policy for composition.
 func WithTimeout[R any](t *Timeout) Policy[R] {
 	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) { return timeoutDo(ctx, t.clk, t.d, next) }
+		return func(ctx context.Context) (R, error) { return timeoutDo(ctx, t.clk, t.d, &t.em, next) }
 	})
 }
 
@@ -60,8 +74,8 @@ func (e *timeoutError) Error() string   { return fmt.Sprintf("%v after %v", ErrT
 func (e *timeoutError) Is(t error) bool { return t == ErrTimeout }
 
 // timeoutDo runs next under a deadline of d on clk (shared by Timeout and Retry's
-// PerAttemptTimeout).
-func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, next Func[R]) (R, error) {
+// PerAttemptTimeout), reporting a fired deadline to em.
+func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, em *emitter, next Func[R]) (R, error) {
 	if err := ctx.Err(); err != nil {
 		var zero R
 		return zero, err
@@ -89,6 +103,7 @@ func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, nex
 		var zero R
 		return zero, ctx.Err()
 	case fired:
+		em.emit(ctx, Event{Type: EventTimeout, Duration: d, Err: cause})
 		return res, cause
 	}
 	return res, err

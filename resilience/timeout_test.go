@@ -29,7 +29,7 @@ func TestTimeoutOutcomes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			checkNoLeak(t)
 			m := clock.NewManual(time.Time{})
-			to, err := NewTimeout(time.Second, m)
+			to, err := NewTimeout(TimeoutConfig{Duration: time.Second, Clock: m})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestTimeoutOutcomes(t *testing.T) {
 }
 
 func TestTimeoutEndedContextNeverCalls(t *testing.T) {
-	to, _ := NewTimeout(time.Second, clock.NewManual(time.Time{}))
+	to, _ := NewTimeout(TimeoutConfig{Duration: time.Second, Clock: clock.NewManual(time.Time{})})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	called := false
@@ -71,7 +71,7 @@ func TestTimeoutEndedContextNeverCalls(t *testing.T) {
 }
 
 func TestTimeoutRealClockCarriesDeadline(t *testing.T) {
-	to, err := NewTimeout(time.Hour, nil)
+	to, err := NewTimeout(TimeoutConfig{Duration: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestTimeoutRealClockCarriesDeadline(t *testing.T) {
 	if err != nil || !ok {
 		t.Errorf("err %v, deadline visible %v", err, ok)
 	}
-	if _, err := NewTimeout(0, nil); err == nil {
+	if _, err := NewTimeout(TimeoutConfig{Duration: 0}); err == nil {
 		t.Error("zero timeout accepted")
 	}
 }
@@ -91,7 +91,7 @@ func TestTimeoutRealClockCarriesDeadline(t *testing.T) {
 func TestTimeoutInsideRetryIsRetried(t *testing.T) {
 	checkNoLeak(t)
 	m := clock.NewManual(time.Time{})
-	to, _ := NewTimeout(time.Second, m)
+	to, _ := NewTimeout(TimeoutConfig{Duration: time.Second, Clock: m})
 	r, _ := NewRetry(RetryConfig{MaxAttempts: 2, Backoff: Backoff{Base: time.Second}, Clock: m})
 	done := make(chan error, 1)
 	go func() {
@@ -110,7 +110,7 @@ func TestTimeoutInsideRetryIsRetried(t *testing.T) {
 }
 
 func BenchmarkTimeoutSuccess(b *testing.B) {
-	to, _ := NewTimeout(time.Second, nil)
+	to, _ := NewTimeout(TimeoutConfig{Duration: time.Second})
 	ctx := context.Background()
 	fn := func(context.Context) error { return nil }
 	for b.Loop() {
