@@ -506,8 +506,7 @@ func (b *Breaker) finish(ctx context.Context, p Permit, start time.Time, err err
 	case b.isFailure == nil || b.isFailure(err):
 		o.Kind = OutcomeFailure
 	}
-	b.done(ctx, p, now, o)
-	if b.em.on() {
+	if b.em.on() { // the outcome first, then the state change it may cause
 		e := Event{Type: EventSuccess, Duration: o.Duration}
 		switch o.Kind {
 		case OutcomeFailure:
@@ -517,7 +516,11 @@ func (b *Breaker) finish(ctx context.Context, p Permit, start time.Time, err err
 		}
 		b.em.emit(ctx, e)
 	}
+	b.done(ctx, p, now, o)
 }
+
+// Name returns the breaker's name from its config.
+func (b *Breaker) Name() string { return b.em.name }
 
 // --- the state machine ---
 

@@ -14,7 +14,7 @@ import (
 
 // The cancellation matrix: every ordered pair and triple of policies, with the caller's context
 // cancelled at each phase a composed call can be in (before the call, during an attempt, during a
-// retry's backoff, while waiting for a bulkhead slot). Each case must return without the manual
+// retry's backoff, while waiting for a bulkhead slot, while hedged attempts run). Each case must return without the manual
 // clock moving (promptly, on the clock's terms), report the caller's context.Canceled and no
 // policy error, and leave no goroutine behind. This is the class of bug the peers' open issues are
 // about (failsafe-go #65, #123, #141).
@@ -22,6 +22,20 @@ import (
 type matrixPolicies struct {
 	clk      *clock.Manual
 	bulkhead *Bulkhead
+	retried  chan struct{} // an EventRetry: the retry is about to wait
+	hedged   chan struct{} // an EventHedge: a hedged attempt started
+}
+
+// signal returns an observer that reports events of type typ on ch without blocking.
+func signal(ch chan struct{}, typ EventType) Observer {
+	return ObserverFunc(func(_ context.Context, e Event) {
+		if e.Type == typ {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	})
 }
 
 // matrixPolicy builds one named policy on the shared manual clock.
@@ -34,7 +48,8 @@ func (m *matrixPolicies) policy(t *testing.T, name string) Policy[int] {
 	}
 	switch name {
 	case "retry":
-		r, err := NewRetry(RetryConfig{MaxAttempts: 5, Backoff: Backoff{Base: time.Second, Max: 10 * time.Second}, Clock: m.clk})
+		r, err := NewRetry(RetryConfig{MaxAttempts: 5, Backoff: Backoff{Base: time.Second, Max: 10 * time.Second}, Clock: m.clk,
+			Observer: signal(m.retried, EventRetry)})
 		must(err)
 		return WithRetry[int](r)
 	case "breaker":
@@ -60,12 +75,16 @@ func (m *matrixPolicies) policy(t *testing.T, name string) Policy[int] {
 		return WithThrottle[int](th)
 	case "fallback":
 		return FallbackValue[int](-1, nil)
+	case "hedge":
+		h, err := NewHedge(HedgeConfig{Delay: time.Second, MaxHedges: 2, Clock: m.clk, Observer: signal(m.hedged, EventHedge)})
+		must(err)
+		return WithHedge[int](h)
 	}
 	t.Fatalf("unknown policy %s", name)
 	return nil
 }
 
-var matrixNames = []string{"retry", "breaker", "timeout", "bulkhead", "ratelimit", "throttle", "fallback"}
+var matrixNames = []string{"retry", "breaker", "timeout", "bulkhead", "ratelimit", "throttle", "fallback", "hedge"}
 
 // matrixCombos returns every ordered pair and triple of distinct policies.
 func matrixCombos() [][]string {
@@ -100,7 +119,7 @@ func index(list []string, s string) int {
 var errFlaky = errors.New("flaky upstream")
 
 func TestCancellationMatrix(t *testing.T) {
-	phases := []string{"before", "attempt", "backoff", "bulkhead-wait"}
+	phases := []string{"before", "attempt", "backoff", "bulkhead-wait", "hedge"}
 	cases := 0
 	for _, combo := range matrixCombos() {
 		for _, phase := range phases {
@@ -108,6 +127,9 @@ func TestCancellationMatrix(t *testing.T) {
 				continue // no retry, or a fallback inside it turns every failure into a value
 			}
 			if phase == "bulkhead-wait" && !contains(combo, "bulkhead") {
+				continue
+			}
+			if phase == "hedge" && !contains(combo, "hedge") {
 				continue
 			}
 			cases++
@@ -120,7 +142,7 @@ func TestCancellationMatrix(t *testing.T) {
 
 func matrixCase(t *testing.T, combo []string, phase string) {
 	before := runtime.NumGoroutine()
-	m := &matrixPolicies{clk: clock.NewManual(time.Time{})}
+	m := &matrixPolicies{clk: clock.NewManual(time.Time{}), retried: make(chan struct{}, 1), hedged: make(chan struct{}, 1)}
 	var policies []Policy[int]
 	for _, n := range combo {
 		policies = append(policies, m.policy(t, n))
@@ -177,8 +199,26 @@ func matrixCase(t *testing.T, combo []string, phase string) {
 		cancel()
 	case "backoff":
 		<-calls
-		// The retry is now waiting on its backoff timer (the clock never moves in this test).
-		wait("retry backoff wait", func() bool { return m.clk.Timers() >= 1 && len(calls) == 0 })
+		// The retry is about to wait on its backoff timer (the clock never moves in this phase).
+		<-m.retried
+		wait("retry backoff wait", func() bool { return m.clk.Timers() >= 1 })
+		cancel()
+	case "hedge":
+		<-calls
+		// The first attempt blocks; once the hedge's timer is set, move the clock by its delay so
+		// a hedged attempt starts, then cancel while both run.
+		// One attempt runs: the hedge's timer is pending, plus the timeout's when there is one.
+		want := 1
+		if contains(combo, "timeout") {
+			want++
+		}
+		wait("hedge timer", func() bool { return m.clk.Timers() >= want })
+		m.clk.Advance(time.Second)
+		select {
+		case <-m.hedged:
+		case <-time.After(5 * time.Second): // a hang guard, not a timing assertion
+			t.Fatal("no hedged attempt started")
+		}
 		cancel()
 	case "bulkhead-wait":
 		wait("bulkhead queue", func() bool { return m.bulkhead.Queued() == 1 })

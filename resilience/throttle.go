@@ -175,9 +175,8 @@ func throttleProbability(requests, accepts int, k float64) float64 {
 	return max(0, (float64(requests)-k*float64(accepts))/float64(requests+1))
 }
 
-// allowNow draws the random number and asks Allow, on the clock's time.
-func (t *Throttle) allowNow(ctx context.Context) error {
-	now := t.clock.Now()
+// allowNow draws the random number and asks Allow at time now, reporting a rejection.
+func (t *Throttle) allowNow(ctx context.Context, now time.Time) error {
 	t.mu.Lock()
 	rnd := t.rng.Float64()
 	t.mu.Unlock()
@@ -188,21 +187,23 @@ func (t *Throttle) allowNow(ctx context.Context) error {
 	return err
 }
 
-func (t *Throttle) finish(ctx context.Context, err error) {
+func (t *Throttle) finish(ctx context.Context, start time.Time, err error) {
+	now := t.clock.Now()
+	took := now.Sub(start)
 	switch {
 	case err == nil:
-		t.Done(t.clock.Now(), true)
-		t.em.emit(ctx, Event{Type: EventSuccess})
+		t.Done(now, true)
+		t.em.emit(ctx, Event{Type: EventSuccess, Duration: took})
 	case CallerEnded(ctx, err):
 		// the caller gave up: the backend neither accepted nor refused anything we know of
-		t.em.emit(ctx, Event{Type: EventIgnored, Err: err})
+		t.em.emit(ctx, Event{Type: EventIgnored, Duration: took, Err: err})
 	default:
 		accepted := t.isFailure != nil && !t.isFailure(err)
-		t.Done(t.clock.Now(), accepted)
+		t.Done(now, accepted)
 		if accepted {
-			t.em.emit(ctx, Event{Type: EventSuccess, Err: err})
+			t.em.emit(ctx, Event{Type: EventSuccess, Duration: took, Err: err})
 		} else {
-			t.em.emit(ctx, Event{Type: EventFailure, Err: err})
+			t.em.emit(ctx, Event{Type: EventFailure, Duration: took, Err: err})
 		}
 	}
 }
@@ -213,11 +214,12 @@ func (t *Throttle) Execute(ctx context.Context, fn func(context.Context) error) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := t.allowNow(ctx); err != nil {
+	start := t.clock.Now()
+	if err := t.allowNow(ctx, start); err != nil {
 		return err
 	}
 	err := fn(ctx)
-	t.finish(ctx, err)
+	t.finish(ctx, start, err)
 	return err
 }
 
@@ -230,12 +232,13 @@ func WithThrottle[R any](t *Throttle) Policy[R] {
 				var zero R
 				return zero, err
 			}
-			if err := t.allowNow(ctx); err != nil {
+			start := t.clock.Now()
+			if err := t.allowNow(ctx, start); err != nil {
 				var zero R
 				return zero, err
 			}
 			r, err := next(ctx)
-			t.finish(ctx, err)
+			t.finish(ctx, start, err)
 			return r, err
 		}
 	})

@@ -100,7 +100,7 @@ func TestThrottleRejectionRateMatchesFormula(t *testing.T) {
 			}
 			sumP += p
 			sumVar += p * (1 - p)
-			err := th.allowNow(context.Background())
+			err := th.allowNow(context.Background(), th.clock.Now())
 			requests++
 			if err != nil {
 				rejections++
