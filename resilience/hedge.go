@@ -43,7 +43,7 @@ type HedgeConfig struct {
 	// Retryable classifies a failed attempt's error: a retryable failure starts the next hedge at
 	// once (when one is left) instead of waiting for the delay; a non-retryable one ends the call
 	// with that error and cancels the other attempts. Nil means every error except those marked
-	// with Permanent.
+	// with Permanent and ErrOpen.
 	Retryable func(error) bool
 	// Budget, when set, must grant every hedge (Acquire), and each call records one request:
 	// hedges then spend the same budget as retries and cannot multiply load in an outage. A

@@ -34,8 +34,8 @@ type RetryConfig struct {
 	// out fails with ErrTimeout, which is retryable by default. Zero means none.
 	PerAttemptTimeout time.Duration
 	// Retryable classifies a failed attempt's error. Nil means every error except those marked
-	// with Permanent. Whatever it says, an attempt that ended because the caller's context ended is
-	// never retried.
+	// with Permanent and ErrOpen (an open breaker stays open far longer than a backoff). Whatever
+	// it says, an attempt that ended because the caller's context ended is never retried.
 	Retryable func(error) bool
 	// Budget, when set, must grant every retry (Acquire); each Execute records one request. When it
 	// refuses, the retry stops with the last error wrapped so that both errors.Is(err,
@@ -143,7 +143,10 @@ func (s *retryState) Next(now time.Time, err error) (delay time.Duration, retry 
 	return delay, true, nil
 }
 
-func retryDefaultRetryable(err error) bool { return !IsPermanent(err) }
+// retryDefaultRetryable retries every error except permanent ones and ErrOpen: an open breaker
+// stays open for its open duration, far longer than a backoff, so retrying it only burns the
+// attempts (and the budget) without reaching the dependency.
+func retryDefaultRetryable(err error) bool { return !IsPermanent(err) && !errors.Is(err, ErrOpen) }
 
 // Retry re-runs a failed operation with backoff. It is safe for concurrent use; each Execute has
 // its own schedule, and all share the jitter source (behind a mutex) and the budget.

@@ -384,3 +384,16 @@ func BenchmarkRetrySuccess(b *testing.B) {
 		_ = r.Execute(ctx, fn)
 	}
 }
+
+// An open breaker stays open far longer than a backoff: the default classifier does not retry it.
+func TestRetryDefaultDoesNotRetryOpenBreaker(t *testing.T) {
+	r, err := NewRetry(RetryConfig{MaxAttempts: 5, Clock: clock.NewManual(time.Time{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err = r.Execute(context.Background(), func(context.Context) error { calls++; return ErrOpen })
+	if !errors.Is(err, ErrOpen) || calls != 1 {
+		t.Fatalf("err = %v after %d calls, want ErrOpen after 1", err, calls)
+	}
+}

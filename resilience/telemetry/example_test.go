@@ -56,7 +56,6 @@ func Example() {
 	printMetrics(reg, "calls_total", "rejections_total", "breaker_state", "retries")
 	// Output:
 	// level=WARN msg="resilience: circuit breaker state changed" policy=breaker name=payments event=state-change from=closed to=open
-	// level=WARN msg="resilience: retries exhausted" policy=retry name=payments event=retries-exhausted attempt=3 error="resilience: circuit breaker is open"
 	// error: resilience: circuit breaker is open
 	// faultline_resilience_breaker_state{name="payments",state="closed"} 0
 	// faultline_resilience_breaker_state{name="payments",state="disabled"} 0
@@ -66,7 +65,6 @@ func Example() {
 	// faultline_resilience_calls_total{name="payments",outcome="failure",policy="breaker"} 2
 	// faultline_resilience_calls_total{name="payments",outcome="rejected",policy="breaker"} 1
 	// faultline_resilience_rejections_total{name="payments",policy="breaker",reason="open"} 1
-	// faultline_resilience_retries_exhausted_total{name="payments"} 1
 	// faultline_resilience_retries_total{name="payments"} 2
 }
 
