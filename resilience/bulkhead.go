@@ -238,6 +238,16 @@ func WithBulkhead[R any](b *Bulkhead) Policy[R] {
 	})
 }
 
+// Acquire takes a slot for work whose end is not a function return (a stream, a connection),
+// waiting in the queue as Execute does. nil means the caller holds a slot and must call Release
+// exactly once when the work ends; an error (ErrBulkheadFull, or the caller's ctx.Err()) means it
+// holds none.
+func (b *Bulkhead) Acquire(ctx context.Context) error { return b.acquire(ctx) }
+
+// Release frees a slot taken by Acquire, handing it to the oldest waiter if any. Calling it without
+// holding a slot corrupts the count.
+func (b *Bulkhead) Release() { b.release() }
+
 // acquire takes a slot, waiting in the queue if need be; nil means the caller holds a slot.
 func (b *Bulkhead) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {

@@ -574,3 +574,27 @@ func BenchmarkBulkhead(b *testing.B) {
 		})
 	})
 }
+
+func TestBulkheadAcquireRelease(t *testing.T) {
+	b, err := NewBulkhead(BulkheadConfig{MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Acquire(ctx); !errors.Is(err, ErrBulkheadFull) {
+		t.Fatalf("second Acquire: %v, want ErrBulkheadFull", err)
+	}
+	if err := b.Execute(ctx, func(context.Context) error { return nil }); !errors.Is(err, ErrBulkheadFull) {
+		t.Fatalf("Execute while the slot is held: %v", err)
+	}
+	b.Release()
+	if n := b.InFlight(); n != 0 {
+		t.Fatalf("InFlight = %d after Release", n)
+	}
+	if err := b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}

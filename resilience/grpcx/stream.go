@@ -107,33 +107,17 @@ type streamGuard struct {
 	permit resilience.Permit
 	start  time.Time
 
-	release chan struct{} // closed to free the bulkhead slot; nil without one
-	exited  chan struct{} // closed once the slot is free
-	stop    func() bool   // unregisters the context watcher; set once the stream is returned
-	ended   atomic.Bool
+	bulkhead *resilience.Bulkhead // whose slot the stream holds; nil without one
+	stop     func() bool          // unregisters the context watcher; set once the stream is returned
+	ended    atomic.Bool
 }
 
-// hold takes a bulkhead slot for the stream's life. The Bulkhead's public API frees a slot when
-// Execute's function returns, so one goroutine per stream sits in Execute until the stream ends.
+// hold takes a bulkhead slot for the stream's life; end gives it back.
 func (g *streamGuard) hold(ctx context.Context, bh *resilience.Bulkhead) error {
-	admitted := make(chan error, 1)
-	release, exited := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(exited)
-		err := bh.Execute(ctx, func(context.Context) error {
-			admitted <- nil
-			<-release
-			return nil
-		})
-		if err != nil {
-			admitted <- err
-		}
-	}()
-	if err := <-admitted; err != nil {
-		<-exited
+	if err := bh.Acquire(ctx); err != nil {
 		return err
 	}
-	g.release, g.exited = release, exited
+	g.bulkhead = bh
 	return nil
 }
 
@@ -147,9 +131,8 @@ func (g *streamGuard) end(kind resilience.OutcomeKind) {
 		now := g.c.clk.Now()
 		g.b.Done(g.permit, now, resilience.Outcome{Kind: kind, Duration: now.Sub(g.start)})
 	}
-	if g.release != nil {
-		close(g.release)
-		<-g.exited
+	if g.bulkhead != nil {
+		g.bulkhead.Release()
 	}
 }
 
