@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/faultline-dev/faultline/clock"
@@ -175,6 +176,19 @@ type Breaker struct {
 	isFailure func(error) bool
 	onChange  func(from, to BreakerState)
 	em        emitter
+
+	// lazyTime: the window ignores time (a count window or consecutive failures), slow calls are
+	// not detected and no observer wants durations, so Execute reads the clock only while the
+	// breaker is open and when it trips.
+	lazyTime bool
+	// openUntil mirrors core.openUntil while the state is BreakerOpen (nil otherwise), so Execute
+	// rejects an open breaker without taking the lock.
+	openUntil atomic.Pointer[time.Time]
+	// closedGen is core.gen while the state lets every call through (closed or disabled), 0
+	// otherwise, so Execute admits such a call without the lock: a permit whose generation is
+	// stale by the time the call ends is ignored by the core, as any permit from before a state
+	// change is.
+	closedGen atomic.Uint64
 }
 
 // breakerWindow is a count or a time window of outcomes.
@@ -225,7 +239,30 @@ func NewBreaker(cfg BreakerConfig) (*Breaker, error) {
 	if b.clock == nil {
 		b.clock = clock.Real()
 	}
+	_, timeWindow := c.window.(*breakerTimeWindow)
+	b.lazyTime = !timeWindow && c.slowCallDuration == 0 && !b.em.on()
+	b.closedGen.Store(b.core.gen)
 	return b, nil
+}
+
+// changed publishes the state for the lock-free paths after the core may have changed it (a state
+// change, or a new generation of the same state); called with b.mu held.
+func (b *Breaker) changed(ch breakerChange) {
+	open := b.openUntil.Load() != nil
+	var gen uint64
+	if s := b.core.state; s == BreakerClosed || s == BreakerDisabled {
+		gen = b.core.gen
+	}
+	if !ch.ok && open == (b.core.state == BreakerOpen) && b.closedGen.Load() == gen {
+		return // nothing to publish: the common case, one atomic load each
+	}
+	if b.core.state == BreakerOpen {
+		until := b.core.openUntil
+		b.openUntil.Store(&until)
+	} else if open {
+		b.openUntil.Store(nil)
+	}
+	b.closedGen.Store(gen)
 }
 
 func breakerBadRate(r float64) bool { return math.IsNaN(r) || r < 0 || r > 1 }
@@ -362,6 +399,7 @@ func (b *Breaker) Allow(now time.Time) (Permit, error) {
 func (b *Breaker) allow(ctx context.Context, now time.Time) (Permit, error) {
 	b.mu.Lock()
 	p, ch, err := b.core.allow(now)
+	b.changed(ch)
 	b.mu.Unlock()
 	b.notify(ctx, ch)
 	if err != nil {
@@ -381,6 +419,7 @@ func (b *Breaker) Done(p Permit, now time.Time, o Outcome) {
 func (b *Breaker) done(ctx context.Context, p Permit, now time.Time, o Outcome) {
 	b.mu.Lock()
 	ch := b.core.done(p, now, o)
+	b.changed(ch)
 	b.mu.Unlock()
 	b.notify(ctx, ch)
 }
@@ -390,6 +429,7 @@ func (b *Breaker) done(ctx context.Context, p Permit, now time.Time, o Outcome) 
 func (b *Breaker) State(now time.Time) BreakerState {
 	b.mu.Lock()
 	ch := b.core.tick(now)
+	b.changed(ch)
 	s := b.core.state
 	b.mu.Unlock()
 	b.notify(context.Background(), ch)
@@ -426,6 +466,7 @@ func (b *Breaker) set(s BreakerState) {
 		b.core.clearCounts()
 		b.core.trips = 0
 	}
+	b.changed(ch)
 	b.mu.Unlock()
 	b.notify(context.Background(), ch)
 }
@@ -448,8 +489,7 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) (
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	start := b.clock.Now()
-	p, err := b.allow(ctx, start)
+	p, start, err := b.acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -468,37 +508,74 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) (
 // WithBreaker returns b as a Policy: calls rejected by the breaker fail with ErrOpen, the others
 // run next and are counted as Execute counts them. Put it inside Retry (Compose(retry, breaker,
 // timeout)) so each attempt asks the breaker and an open breaker stops the retries.
-func WithBreaker[R any](b *Breaker) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) {
-			if err := ctx.Err(); err != nil {
-				var zero R
-				return zero, err
-			}
-			start := b.clock.Now()
-			p, err := b.allow(ctx, start)
-			if err != nil {
-				var zero R
-				return zero, err
-			}
-			finished := false
-			defer func() {
-				if !finished {
-					b.done(ctx, p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
-				}
-			}()
-			r, err := next(ctx)
-			finished = true
-			b.finish(ctx, p, start, err)
-			return r, err
+func WithBreaker[R any](b *Breaker) Policy[R] { return breakerPolicy[R]{b} }
+
+// breakerPolicy is WithBreaker's policy; see chain for why it is a type of its own.
+type breakerPolicy[R any] struct{ b *Breaker }
+
+// Apply implements Policy.
+func (pol breakerPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol breakerPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	b := pol.b
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	p, start, err := b.acquire(ctx)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			b.done(ctx, p, b.clock.Now(), Outcome{Kind: OutcomeFailure})
 		}
-	})
+	}()
+	r, err := next(ctx)
+	finished = true
+	b.finish(ctx, p, start, err)
+	return r, err
+}
+
+// acquire is Allow for Execute and WithBreaker: it rejects an open breaker without the lock and,
+// with lazyTime, reads the clock only when the breaker is open. start is when the call began (the
+// zero time with lazyTime).
+func (b *Breaker) acquire(ctx context.Context) (p Permit, start time.Time, err error) {
+	if until := b.openUntil.Load(); until != nil {
+		if now := b.clock.Now(); now.Before(*until) {
+			b.em.emit(ctx, Event{Type: EventRejected, Err: ErrOpen})
+			return Permit{}, now, ErrOpen
+		}
+	}
+	if !b.lazyTime {
+		start = b.clock.Now()
+		if gen := b.closedGen.Load(); gen != 0 {
+			return Permit{gen: gen}, start, nil
+		}
+		p, err = b.allow(ctx, start)
+		return p, start, err
+	}
+	if gen := b.closedGen.Load(); gen != 0 {
+		return Permit{gen: gen}, start, nil
+	}
+	b.mu.Lock()
+	if b.core.state == BreakerOpen {
+		start = b.clock.Now() // only an open breaker needs the time, to see its duration is over
+	}
+	p, ch, err := b.core.allow(start)
+	b.changed(ch)
+	b.mu.Unlock()
+	b.notify(ctx, ch)
+	return p, start, err // no observer with lazyTime: nothing to emit
 }
 
 // finish classifies err and reports the outcome.
 func (b *Breaker) finish(ctx context.Context, p Permit, start time.Time, err error) {
-	now := b.clock.Now()
-	o := Outcome{Kind: OutcomeSuccess, Duration: now.Sub(start)}
+	o := Outcome{Kind: OutcomeSuccess}
 	switch {
 	case err == nil:
 	case CallerEnded(ctx, err):
@@ -506,6 +583,21 @@ func (b *Breaker) finish(ctx context.Context, p Permit, start time.Time, err err
 	case b.isFailure == nil || b.isFailure(err):
 		o.Kind = OutcomeFailure
 	}
+	if b.lazyTime {
+		// The window ignores time, so the core gets the zero time; a trip stamps its open
+		// deadline from the clock.
+		b.mu.Lock()
+		ch := b.core.done(p, time.Time{}, o)
+		if ch.ok && b.core.state == BreakerOpen {
+			b.core.openUntil = b.clock.Now().Add(b.core.openFor(b.core.trips))
+		}
+		b.changed(ch)
+		b.mu.Unlock()
+		b.notify(ctx, ch)
+		return
+	}
+	now := b.clock.Now()
+	o.Duration = now.Sub(start)
 	if b.em.on() { // the outcome first, then the state change it may cause
 		e := Event{Type: EventSuccess, Duration: o.Duration}
 		switch o.Kind {

@@ -748,3 +748,57 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		})
 	})
 }
+
+// TestBreakerLazyTimeMatchesTimed drives two breakers with the same random calls, outcomes and
+// clock moves: one on the lazy path Execute takes for count and consecutive windows without an
+// observer (clock read only while open and on a trip), one forced onto the timed path by an
+// observer. Their states must agree after every call.
+func TestBreakerLazyTimeMatchesTimed(t *testing.T) {
+	rng := rand.New(rand.NewSource(testSeed(t)))
+	for round := range testRounds(40, 1000) {
+		var cfg BreakerConfig
+		if rng.Intn(2) == 0 {
+			cfg.ConsecutiveFailures = 1 + rng.Intn(4)
+		} else {
+			cfg.WindowSize = 2 + rng.Intn(10)
+			cfg.MinCalls = 1 + rng.Intn(cfg.WindowSize)
+			cfg.FailureRate = 0.1 + 0.9*rng.Float64()
+		}
+		cfg.OpenDuration = time.Duration(1+rng.Intn(5)) * time.Second
+		if rng.Intn(2) == 0 {
+			cfg.OpenBackoff, cfg.MaxOpenDuration = 2, 30*time.Second
+		}
+		cfg.HalfOpenProbes = 1 + rng.Intn(2)
+		clk := clock.NewManual(time.Time{})
+		cfg.Clock = clk
+		lazy, err := NewBreaker(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Observer = ObserverFunc(func(context.Context, Event) {})
+		timed, err := NewBreaker(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !lazy.lazyTime || timed.lazyTime {
+			t.Fatalf("lazyTime: lazy %v, timed %v", lazy.lazyTime, timed.lazyTime)
+		}
+		for step := range 200 {
+			fail := rng.Intn(3) == 0
+			fn := func(context.Context) error {
+				if fail {
+					return errFlaky
+				}
+				return nil
+			}
+			e1, e2 := lazy.Execute(context.Background(), fn), timed.Execute(context.Background(), fn)
+			if !errors.Is(e1, ErrOpen) != !errors.Is(e2, ErrOpen) {
+				t.Fatalf("round %d step %d (%+v): lazy %v, timed %v", round, step, cfg, e1, e2)
+			}
+			if s1, s2 := lazy.State(clk.Now()), timed.State(clk.Now()); s1 != s2 {
+				t.Fatalf("round %d step %d (%+v): lazy %v, timed %v", round, step, cfg, s1, s2)
+			}
+			clk.Advance(time.Duration(rng.Intn(1500)) * time.Millisecond)
+		}
+	}
+}

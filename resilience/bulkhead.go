@@ -225,17 +225,24 @@ func (b *Bulkhead) Execute(ctx context.Context, fn func(context.Context) error) 
 
 // WithBulkhead returns b as a Policy for composition. Put it inside retries
 // (Compose(retry, bulkhead, ...)) so that a call waiting for a retry does not hold a slot.
-func WithBulkhead[R any](b *Bulkhead) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) {
-			if err := b.acquire(ctx); err != nil {
-				var zero R
-				return zero, err
-			}
-			defer b.release()
-			return next(ctx)
-		}
-	})
+func WithBulkhead[R any](b *Bulkhead) Policy[R] { return bulkheadPolicy[R]{b} }
+
+// bulkheadPolicy is WithBulkhead's policy; see chain for why it is a type of its own.
+type bulkheadPolicy[R any] struct{ b *Bulkhead }
+
+// Apply implements Policy.
+func (pol bulkheadPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol bulkheadPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	b := pol.b
+	if err := b.acquire(ctx); err != nil {
+		var zero R
+		return zero, err
+	}
+	defer b.release()
+	return next(ctx)
 }
 
 // Acquire takes a slot for work whose end is not a function return (a stream, a connection),

@@ -439,30 +439,37 @@ func (l *Limiter) Execute(ctx context.Context, fn func(context.Context) error) (
 // ErrLimitExceeded, the others run next and adapt the limit as Execute does. On a server, put it
 // outermost, before any retry or timeout of the handler's own (an inner Timeout's ErrTimeout
 // then counts as a drop).
-func WithLimiter[R any](l *Limiter) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) {
-			if err := ctx.Err(); err != nil {
-				var zero R
-				return zero, err
-			}
-			start, err := l.acquire(ctx)
-			if err != nil {
-				var zero R
-				return zero, err
-			}
-			finished := false
-			defer func() {
-				if !finished {
-					l.finish(ctx, start, nil, true)
-				}
-			}()
-			r, err := next(ctx)
-			finished = true
-			l.finish(ctx, start, err, false)
-			return r, err
+func WithLimiter[R any](l *Limiter) Policy[R] { return limiterPolicy[R]{l} }
+
+// limiterPolicy is WithLimiter's policy; see chain for why it is a type of its own.
+type limiterPolicy[R any] struct{ l *Limiter }
+
+// Apply implements Policy.
+func (pol limiterPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol limiterPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	l := pol.l
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	start, err := l.acquire(ctx)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			l.finish(ctx, start, nil, true)
 		}
-	})
+	}()
+	r, err := next(ctx)
+	finished = true
+	l.finish(ctx, start, err, false)
+	return r, err
 }
 
 // limitExceededError is the error of a shed call: it matches ErrLimitExceeded and says the limit

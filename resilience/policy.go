@@ -3,6 +3,7 @@ package resilience
 import (
 	"context"
 	"errors"
+	"slices"
 )
 
 // Func is an operation guarded by policies.
@@ -20,15 +21,12 @@ type PolicyFunc[R any] func(next Func[R]) Func[R]
 // Apply calls f.
 func (f PolicyFunc[R]) Apply(next Func[R]) Func[R] { return f(next) }
 
-// Compose chains policies, outermost first: Compose(a, b, c).Apply(fn) runs a(b(c(fn))).
+// Compose chains policies, outermost first: Compose(a, b, c).Apply(fn) runs a(b(c(fn))). Nil
+// entries are skipped.
 func Compose[R any](policies ...Policy[R]) Policy[R] {
+	policies = slices.Clone(policies) // the caller may reuse its slice
 	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		for i := len(policies) - 1; i >= 0; i-- {
-			if policies[i] != nil {
-				next = policies[i].Apply(next)
-			}
-		}
-		return next
+		return chain[R]{policies: policies, fn: next}.call
 	})
 }
 
@@ -39,7 +37,46 @@ func Execute[R any](ctx context.Context, fn Func[R], policies ...Policy[R]) (R, 
 		var zero R
 		return zero, err
 	}
-	return Compose(policies...).Apply(fn)(ctx)
+	return chain[R]{policies: policies, fn: fn}.call(ctx)
+}
+
+// chain is the rest of a composed call: policies (outermost first) around fn. Execute runs it
+// without building a closure per policy per call: faultline's own policies are matched by their
+// concrete type (a type switch compares type words; an interface assertion would hash into the
+// itab table on every call) and run the rest of the chain directly, passed by value so it stays on
+// the stack. Any other Policy is applied as usual.
+type chain[R any] struct {
+	policies []Policy[R]
+	fn       Func[R]
+}
+
+// call runs the chain.
+func (c chain[R]) call(ctx context.Context) (R, error) {
+	for len(c.policies) > 0 && c.policies[0] == nil {
+		c.policies = c.policies[1:]
+	}
+	if len(c.policies) == 0 {
+		return c.fn(ctx)
+	}
+	rest := chain[R]{policies: c.policies[1:], fn: c.fn}
+	switch p := c.policies[0].(type) {
+	case retryPolicy[R]:
+		return p.run(ctx, rest.call)
+	case breakerPolicy[R]:
+		return p.run(ctx, rest.call)
+	case bulkheadPolicy[R]:
+		return p.run(ctx, rest.call)
+	case timeoutPolicy[R]:
+		return p.run(ctx, rest.call)
+	case rateLimiterPolicy[R]:
+		return p.run(ctx, rest.call)
+	case throttlePolicy[R]:
+		return p.run(ctx, rest.call)
+	case limiterPolicy[R]:
+		return p.run(ctx, rest.call)
+	default:
+		return p.Apply(rest.call)(ctx)
+	}
 }
 
 // Errors the policies return when they reject or stop a call. Callers branch on them with

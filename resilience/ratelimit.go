@@ -163,16 +163,23 @@ func (l *RateLimiter) Execute(ctx context.Context, fn func(context.Context) erro
 }
 
 // WithRateLimit returns l as a Policy for composition.
-func WithRateLimit[R any](l *RateLimiter) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) {
-			if err := l.wait(ctx); err != nil {
-				var zero R
-				return zero, err
-			}
-			return next(ctx)
-		}
-	})
+func WithRateLimit[R any](l *RateLimiter) Policy[R] { return rateLimiterPolicy[R]{l} }
+
+// rateLimiterPolicy is WithRateLimit's policy; see chain for why it is a type of its own.
+type rateLimiterPolicy[R any] struct{ l *RateLimiter }
+
+// Apply implements Policy.
+func (pol rateLimiterPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol rateLimiterPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	l := pol.l
+	if err := l.wait(ctx); err != nil {
+		var zero R
+		return zero, err
+	}
+	return next(ctx)
 }
 
 // wait reserves a token and waits for its turn; nil means the call may run.

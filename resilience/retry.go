@@ -156,6 +156,8 @@ type Retry struct {
 	mu  sync.Mutex
 	rng *rand.Rand
 	em  emitter
+	// attemptCause is the error a fired PerAttemptTimeout returns.
+	attemptCause *timeoutError
 }
 
 // NewRetry validates cfg and returns a Retry; the error names the bad field.
@@ -177,7 +179,8 @@ func NewRetry(cfg RetryConfig) (*Retry, error) {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &Retry{cfg: cfg, clk: clk, rng: rand.New(rand.NewSource(cfg.Seed)), em: newEmitter(KindRetry, cfg.Name, cfg.Observer)}, nil
+	return &Retry{cfg: cfg, clk: clk, rng: rand.New(rand.NewSource(cfg.Seed)), em: newEmitter(KindRetry, cfg.Name, cfg.Observer),
+		attemptCause: &timeoutError{d: cfg.PerAttemptTimeout}}, nil
 }
 
 func (r *Retry) retryFloat() float64 {
@@ -209,10 +212,19 @@ func (r *Retry) Execute(ctx context.Context, fn func(context.Context) error) err
 
 // WithRetry returns r as a Policy for composition: Compose(WithRetry[R](r), breaker, timeout)
 // retries calls that each pass the breaker and have their own timeout.
-func WithRetry[R any](r *Retry) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) { return retryDo(r, ctx, next) }
-	})
+func WithRetry[R any](r *Retry) Policy[R] { return retryPolicy[R]{r} }
+
+// retryPolicy is WithRetry's policy; see chain for why it is a type of its own.
+type retryPolicy[R any] struct{ r *Retry }
+
+// Apply implements Policy.
+func (pol retryPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol retryPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	r := pol.r
+	return retryDo(r, ctx, next)
 }
 
 // retryCallerErr reports the end of the caller's ctx, keeping the last attempt's error visible.
@@ -229,16 +241,22 @@ func retryDo[R any](r *Retry, ctx context.Context, next Func[R]) (R, error) {
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	now := r.clk.Now()
-	if r.cfg.Budget != nil {
-		r.cfg.Budget.RecordRequest(now)
+	// The clock is read before the first attempt only when its start matters (the budget records
+	// it, MaxElapsed counts from it), and the schedule is made on the first failure: a call that
+	// succeeds at once reads no clock and allocates nothing.
+	var start time.Time
+	if r.cfg.Budget != nil || r.cfg.MaxElapsed > 0 {
+		start = r.clk.Now()
 	}
-	st := r.retryNewState(now)
+	if r.cfg.Budget != nil {
+		r.cfg.Budget.RecordRequest(start)
+	}
+	var st *retryState
 	for {
 		var res R
 		var err error
 		if r.cfg.PerAttemptTimeout > 0 {
-			res, err = timeoutDo(ctx, r.clk, r.cfg.PerAttemptTimeout, &r.em, next)
+			res, err = timeoutDo(ctx, r.clk, r.cfg.PerAttemptTimeout, r.attemptCause, &r.em, next)
 		} else {
 			res, err = next(ctx)
 		}
@@ -247,6 +265,9 @@ func retryDo[R any](r *Retry, ctx context.Context, next Func[R]) (R, error) {
 		}
 		if ctx.Err() != nil {
 			return zero, retryCallerErr(ctx, err)
+		}
+		if st == nil {
+			st = r.retryNewState(start)
 		}
 		delay, again, why := st.Next(r.clk.Now(), err)
 		if !again {

@@ -225,21 +225,28 @@ func (t *Throttle) Execute(ctx context.Context, fn func(context.Context) error) 
 
 // WithThrottle returns t as a Policy; see Execute. Put it inside Retry so that each attempt is
 // throttled and counted.
-func WithThrottle[R any](t *Throttle) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) {
-			if err := ctx.Err(); err != nil {
-				var zero R
-				return zero, err
-			}
-			start := t.clock.Now()
-			if err := t.allowNow(ctx, start); err != nil {
-				var zero R
-				return zero, err
-			}
-			r, err := next(ctx)
-			t.finish(ctx, start, err)
-			return r, err
-		}
-	})
+func WithThrottle[R any](t *Throttle) Policy[R] { return throttlePolicy[R]{t} }
+
+// throttlePolicy is WithThrottle's policy; see chain for why it is a type of its own.
+type throttlePolicy[R any] struct{ t *Throttle }
+
+// Apply implements Policy.
+func (pol throttlePolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol throttlePolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	t := pol.t
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	start := t.clock.Now()
+	if err := t.allowNow(ctx, start); err != nil {
+		var zero R
+		return zero, err
+	}
+	r, err := next(ctx)
+	t.finish(ctx, start, err)
+	return r, err
 }

@@ -17,9 +17,10 @@ import (
 // When the real clock is used the derived context carries the deadline (ctx.Deadline reports it,
 // so it propagates to gRPC and HTTP clients); on another clock a clock.AfterFunc cancels it.
 type Timeout struct {
-	d   time.Duration
-	clk clock.Clock
-	em  emitter
+	d     time.Duration
+	clk   clock.Clock
+	em    emitter
+	cause *timeoutError // the error a fired deadline returns; shared, it never changes
 }
 
 // TimeoutConfig configures a Timeout. Only Duration is required.
@@ -43,7 +44,8 @@ func NewTimeout(cfg TimeoutConfig) (*Timeout, error) {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	return &Timeout{d: cfg.Duration, clk: clk, em: newEmitter(KindTimeout, cfg.Name, cfg.Observer)}, nil
+	return &Timeout{d: cfg.Duration, clk: clk, em: newEmitter(KindTimeout, cfg.Name, cfg.Observer),
+		cause: &timeoutError{d: cfg.Duration}}, nil
 }
 
 // Duration returns the timeout's duration.
@@ -54,17 +56,26 @@ func (t *Timeout) Duration() time.Duration { return t.d }
 // matching ErrTimeout when the timeout's deadline cancelled fn while the caller's ctx was still
 // alive; the caller's ctx.Err() when the caller's ctx ended. An already-ended ctx never calls fn.
 func (t *Timeout) Execute(ctx context.Context, fn func(context.Context) error) error {
-	_, err := timeoutDo(ctx, t.clk, t.d, &t.em, func(ctx context.Context) (struct{}, error) {
+	_, err := timeoutDo(ctx, t.clk, t.d, t.cause, &t.em, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, fn(ctx)
 	})
 	return err
 }
 
 // WithTimeout returns t as a Policy for composition.
-func WithTimeout[R any](t *Timeout) Policy[R] {
-	return PolicyFunc[R](func(next Func[R]) Func[R] {
-		return func(ctx context.Context) (R, error) { return timeoutDo(ctx, t.clk, t.d, &t.em, next) }
-	})
+func WithTimeout[R any](t *Timeout) Policy[R] { return timeoutPolicy[R]{t} }
+
+// timeoutPolicy is WithTimeout's policy; see chain for why it is a type of its own.
+type timeoutPolicy[R any] struct{ t *Timeout }
+
+// Apply implements Policy.
+func (pol timeoutPolicy[R]) Apply(next Func[R]) Func[R] {
+	return func(ctx context.Context) (R, error) { return pol.run(ctx, next) }
+}
+
+func (pol timeoutPolicy[R]) run(ctx context.Context, next Func[R]) (R, error) {
+	t := pol.t
+	return timeoutDo(ctx, t.clk, t.d, t.cause, &t.em, next)
 }
 
 // timeoutError is the cause the timeout cancels with; it matches ErrTimeout.
@@ -74,13 +85,12 @@ func (e *timeoutError) Error() string   { return fmt.Sprintf("%v after %v", ErrT
 func (e *timeoutError) Is(t error) bool { return t == ErrTimeout }
 
 // timeoutDo runs next under a deadline of d on clk (shared by Timeout and Retry's
-// PerAttemptTimeout), reporting a fired deadline to em.
-func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, em *emitter, next Func[R]) (R, error) {
+// PerAttemptTimeout), failing with cause when the deadline fires and reporting it to em.
+func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, cause *timeoutError, em *emitter, next Func[R]) (R, error) {
 	if err := ctx.Err(); err != nil {
 		var zero R
 		return zero, err
 	}
-	cause := &timeoutError{d: d}
 	var cctx context.Context
 	var cancel func()
 	if clk == clock.Real() {
@@ -94,7 +104,7 @@ func timeoutDo[R any](ctx context.Context, clk clock.Clock, d time.Duration, em 
 		cancel = func() { timer.Stop(); c(context.Canceled) }
 	}
 	res, err := next(cctx)
-	fired := errors.Is(context.Cause(cctx), ErrTimeout)
+	fired := err != nil && errors.Is(context.Cause(cctx), ErrTimeout)
 	cancel()
 	switch {
 	case err == nil:
