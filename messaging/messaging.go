@@ -208,7 +208,9 @@ type nackError struct {
 	delay time.Duration
 }
 
-func (e *nackError) Error() string { return fmt.Sprintf("nack (redeliver after %v): %v", e.delay, e.err) }
+func (e *nackError) Error() string {
+	return fmt.Sprintf("nack (redeliver after %v): %v", e.delay, e.err)
+}
 func (e *nackError) Unwrap() error { return e.err }
 
 type deadLetterError struct{ err error }
