@@ -39,7 +39,8 @@ type Message struct {
 
 	// Set on delivery only:
 
-	// Attempt is the delivery count, 1 for the first delivery.
+	// Attempt is the delivery count, 1 for the first delivery. After a consumer crash some brokers
+	// can only approximate it: it never over-counts but may under-count (see each broker's docs).
 	Attempt int
 	// PublishedAt is when the broker accepted the message, when the broker tells (zero otherwise).
 	PublishedAt time.Time
@@ -60,7 +61,9 @@ type Publisher interface {
 //   - an error made with DeadLetter sends the message to the dead-letter topic at once;
 //   - any other error asks for redelivery after the subscription's RedeliveryDelay.
 //
-// A message delivered MaxDeliveries times without an acknowledgement goes to the dead-letter topic.
+// A message delivered MaxDeliveries times without an acknowledgement goes to the dead-letter topic;
+// one that arrives with Attempt already above MaxDeliveries (earlier deliveries timed out) is
+// dead-lettered without running the handler.
 // The handler's ctx ends when the subscription is closed past its drain deadline.
 type Handler func(ctx context.Context, msg *Message) error
 
@@ -82,7 +85,9 @@ type SubscribeConfig struct {
 	// Topic + DeadLetterSuffix.
 	DeadLetterTopic string
 	// AckWait is how long a delivered message may stay unacknowledged (a handler still running, or a
-	// consumer that crashed) before the broker redelivers it. Zero means DefaultAckWait.
+	// consumer that crashed) before the broker redelivers it, to this subscription or another
+	// member of the group. A handler that overruns it is not cancelled; its late result is ignored
+	// where the broker can tell. Zero means DefaultAckWait.
 	AckWait time.Duration
 	// RedeliveryDelay is the delay before redelivering a message whose handler returned a plain
 	// error, by attempt (1-based). Nil means DefaultRedeliveryDelay.

@@ -23,8 +23,9 @@ import (
 
 const self = "faultline"
 
-// peers are the columns, in order; a row lacking one shows "–".
-var peers = []string{"gobreaker", "failsafe"}
+// peers are the columns, in order (only those present in the input are shown); a row lacking one
+// shows "–".
+var peers = []string{"gobreaker", "failsafe", "watermill"}
 
 type sample struct{ ns, bytes, allocs []float64 }
 
@@ -50,6 +51,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ratios:", err)
 		os.Exit(1)
 	}
+	peers = slices.DeleteFunc(peers, func(p string) bool {
+		for _, libs := range data {
+			if libs[p] != nil {
+				return false
+			}
+		}
+		return true
+	})
 	if len(rows) == 0 {
 		fmt.Fprintln(os.Stderr, "ratios: no benchmark results named Benchmark<Row>/<library> in the input")
 		os.Exit(1)

@@ -1,0 +1,368 @@
+// Package deliverytest is the end-to-end crash test of faultline's delivery chain: a producer
+// writes business rows and outbox rows in one transaction, relays publish them through a broker,
+// and consumers apply them through the inbox — while a seeded chaos schedule kills and restarts
+// relays and consumers at random points, loses publish acknowledgements, fails handlers after
+// their writes and drops broker connections. At the end every message must have been applied
+// exactly once.
+package deliverytest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/inbox"
+	"github.com/faultline-dev/faultline/messaging"
+	"github.com/faultline-dev/faultline/outbox"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// Config describes one crash run.
+type Config struct {
+	// Open returns a new client of the broker (a separate process's connection).
+	Open func(t testing.TB) messaging.Broker
+	// Drop breaks b's connections (it must reconnect by itself); nil: no connection drops.
+	Drop func(b messaging.Broker)
+	// N is how many messages are produced.
+	N int
+	// Seed drives every random choice.
+	Seed int64
+	// AckWait for the consumers' subscriptions (short: a killed consumer's messages come back).
+	AckWait time.Duration
+	// Deadline bounds the whole run (a hang guard).
+	Deadline time.Duration
+}
+
+// Stats is what a run did.
+type Stats struct {
+	Produced, Applied, Duplicates int64
+	RelayKills, ConsumerKills     int
+	LostAcks, HandlerFailures     int64
+	Drops                         int
+}
+
+// Run performs the crash run and fails t unless every produced message was applied exactly once.
+func Run(t testing.TB, cfg Config) Stats {
+	t.Helper()
+	if cfg.Deadline == 0 {
+		cfg.Deadline = 3 * time.Minute
+	}
+	if cfg.AckWait == 0 {
+		cfg.AckWait = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Deadline)
+	defer cancel()
+	rng := rand.New(rand.NewSource(cfg.Seed))
+	var rngMu sync.Mutex
+	chance := func(p float64) bool {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		return rng.Float64() < p
+	}
+	intn := func(n int) int {
+		rngMu.Lock()
+		defer rngMu.Unlock()
+		return rng.Intn(n)
+	}
+
+	dir := t.TempDir()
+	producerDB := openSQLite(t, filepath.Join(dir, "producer.db"))
+	consumerDB := openSQLite(t, filepath.Join(dir, "consumer.db"))
+	mustExec(t, producerDB, `CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER NOT NULL)`)
+	mustExec(t, consumerDB, `CREATE TABLE applied (order_id INTEGER PRIMARY KEY, times INTEGER NOT NULL, amount INTEGER NOT NULL)`)
+	if err := outbox.Migrate(ctx, producerDB, outbox.SQLite); err != nil {
+		t.Fatalf("outbox migrate: %v", err)
+	}
+	if err := inbox.Migrate(ctx, consumerDB, inbox.SQLite, ""); err != nil {
+		t.Fatalf("inbox migrate: %v", err)
+	}
+	store, err := outbox.NewSQLiteStore(outbox.SQLiteConfig{DB: producerDB, LeaseTTL: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := "crash.orders." + messaging.NewID()[:8]
+	group := "billing"
+
+	var st Stats
+	var statsMu sync.Mutex
+
+	// The consumer: the inbox around a handler that records the order; it sometimes fails after
+	// its write (the transaction rolls back and the broker redelivers).
+	in, err := inbox.New(inbox.Config{DB: consumerDB, Dialect: inbox.SQLite, Consumer: group,
+		OnDuplicate: func(context.Context, *messaging.Message) { atomic.AddInt64(&st.Duplicates, 1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := in.Handler(func(ctx context.Context, tx *sql.Tx, msg *messaging.Message) error {
+		id, err := strconv.ParseInt(msg.Key, 10, 64)
+		if err != nil {
+			return messaging.DeadLetter(fmt.Errorf("order key %q: %w", msg.Key, err))
+		}
+		amount, _ := strconv.ParseInt(string(msg.Payload), 10, 64)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO applied (order_id, times, amount) VALUES (?, 1, ?)
+			ON CONFLICT (order_id) DO UPDATE SET times = times + 1`, id, amount); err != nil {
+			return err
+		}
+		if chance(0.03) {
+			atomic.AddInt64(&st.HandlerFailures, 1)
+			return messaging.Nack(errors.New("chaos: handler failed after its write"), 0)
+		}
+		return nil
+	})
+
+	brokers := []messaging.Broker{}
+	var brokersMu sync.Mutex
+	open := func() messaging.Broker {
+		b := cfg.Open(t)
+		brokersMu.Lock()
+		brokers = append(brokers, b)
+		brokersMu.Unlock()
+		return b
+	}
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		brokersMu.Lock()
+		defer brokersMu.Unlock()
+		for _, b := range brokers {
+			_ = b.Close(cctx)
+		}
+	}()
+
+	// Two consumer "processes", each killed and restarted at random.
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	subCfg := messaging.SubscribeConfig{Topic: topic, Group: group, Concurrency: 4, MaxDeliveries: 1000, AckWait: cfg.AckWait,
+		RedeliveryDelay: func(int) time.Duration { return 10 * time.Millisecond }}
+	consumerBroker := open()
+	for c := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := consumerBroker
+			if c == 1 {
+				b = open()
+			}
+			for {
+				sub, err := b.Subscribe(ctx, subCfg, handler)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					t.Errorf("consumer %d: subscribe: %v", c, err)
+					return
+				}
+				select {
+				case <-done:
+					cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+					_ = sub.Close(cctx)
+					ccancel()
+					return
+				case <-time.After(time.Duration(50+intn(400)) * time.Millisecond):
+				}
+				// Kill: close with an already-ended context, so running handlers are cancelled
+				// mid-transaction and their messages come back.
+				killed, kcancel := context.WithCancel(context.Background())
+				kcancel()
+				_ = sub.Close(killed)
+				statsMu.Lock()
+				st.ConsumerKills++
+				statsMu.Unlock()
+			}
+		}()
+	}
+
+	// Relays: killed and restarted at random; their publisher sometimes loses the broker's ack
+	// (the messages were published, the relay is told they were not, so it publishes them again).
+	publisher := open()
+	lossy := publishFunc(func(ctx context.Context, msgs ...*messaging.Message) error {
+		if err := publisher.Publish(ctx, msgs...); err != nil {
+			return err
+		}
+		if chance(0.05) {
+			atomic.AddInt64(&st.LostAcks, 1)
+			return errors.New("chaos: publish acknowledgement lost")
+		}
+		return nil
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			relay, err := outbox.NewRelay(outbox.RelayConfig{Store: store, Publisher: lossy, BatchSize: 1 + intn(200),
+				PollInterval: 5 * time.Millisecond})
+			if err != nil {
+				t.Errorf("relay: %v", err)
+				return
+			}
+			rctx, rcancel := context.WithCancel(ctx)
+			stopped := make(chan struct{})
+			go func() { defer close(stopped); _ = relay.Run(rctx) }()
+			select {
+			case <-done:
+				rcancel()
+				<-stopped
+				return
+			case <-time.After(time.Duration(20+intn(300)) * time.Millisecond):
+			}
+			rcancel() // kill it wherever it is: mid-claim, mid-publish, before the mark
+			<-stopped
+			statsMu.Lock()
+			st.RelayKills++
+			statsMu.Unlock()
+		}
+	}()
+
+	// Connection drops.
+	if cfg.Drop != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Duration(100+intn(500)) * time.Millisecond):
+				}
+				brokersMu.Lock()
+				b := brokers[intn(len(brokers))]
+				brokersMu.Unlock()
+				cfg.Drop(b)
+				statsMu.Lock()
+				st.Drops++
+				statsMu.Unlock()
+			}
+		}()
+	}
+
+	// The producer: each order and its event in one transaction; some transactions roll back
+	// (neither the order nor the event may appear).
+	var want int64
+	for i := 1; i <= cfg.N; i++ {
+		amount := 1 + intn(1000)
+		tx, err := producerDB.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, amount) VALUES (?, ?)`, i, amount); err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+		msg := &messaging.Message{Topic: topic, Key: strconv.Itoa(i), Payload: []byte(strconv.Itoa(amount))}
+		if err := outbox.Add(ctx, tx, outbox.SQLite, msg); err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+		if chance(0.05) {
+			_ = tx.Rollback()
+			continue
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+		want++
+	}
+	st.Produced = want
+
+	// Wait until the consumer side has applied every committed order.
+	for {
+		var n int64
+		if err := consumerDB.QueryRowContext(ctx, `SELECT COUNT(*) FROM applied`).Scan(&n); err != nil {
+			t.Fatalf("waiting: %v (seed %d)", err, cfg.Seed)
+		}
+		if n >= want {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			close(done)
+			wg.Wait()
+			t.Fatalf("only %d of %d orders applied before the deadline (seed %d, stats %+v)", n, want, cfg.Seed, st)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	close(done)
+	wg.Wait()
+
+	// Exactly once: every committed order applied once with its amount, nothing else applied.
+	var applied, wrongTimes, wrongAmount, strays int64
+	mustScan(t, consumerDB, `SELECT COUNT(*) FROM applied`, &applied)
+	mustScan(t, consumerDB, `SELECT COUNT(*) FROM applied WHERE times <> 1`, &wrongTimes)
+	rows, err := consumerDB.QueryContext(context.Background(), `SELECT order_id, amount FROM applied`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]int64{}
+	for rows.Next() {
+		var id, amount int64
+		if err := rows.Scan(&id, &amount); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = amount
+	}
+	rows.Close()
+	orders, err := producerDB.QueryContext(context.Background(), `SELECT id, amount FROM orders`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produced := map[int64]bool{}
+	for orders.Next() {
+		var id, amount int64
+		if err := orders.Scan(&id, &amount); err != nil {
+			t.Fatal(err)
+		}
+		produced[id] = true
+		if a, ok := got[id]; !ok || a != amount {
+			wrongAmount++
+		}
+	}
+	orders.Close()
+	for id := range got {
+		if !produced[id] {
+			strays++
+		}
+	}
+	st.Applied = applied
+	if applied != want || wrongTimes != 0 || wrongAmount != 0 || strays != 0 {
+		t.Fatalf("seed %d: %d orders committed, %d applied; %d applied more than once, %d missing or with a wrong amount, %d never committed (stats %+v)",
+			cfg.Seed, want, applied, wrongTimes, wrongAmount, strays, st)
+	}
+	return st
+}
+
+type publishFunc func(ctx context.Context, msgs ...*messaging.Message) error
+
+func (f publishFunc) Publish(ctx context.Context, msgs ...*messaging.Message) error {
+	return f(ctx, msgs...)
+}
+
+func openSQLite(t testing.TB, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func mustExec(t testing.TB, db *sql.DB, q string) {
+	t.Helper()
+	if _, err := db.Exec(q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+func mustScan(t testing.TB, db *sql.DB, q string, dst *int64) {
+	t.Helper()
+	if err := db.QueryRow(q).Scan(dst); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}

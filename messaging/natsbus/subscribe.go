@@ -1,0 +1,318 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/faultline-dev/faultline/messaging"
+)
+
+// ackTimeout bounds the wait for the server to confirm an acknowledgement or a dead-letter
+// publish after the handler returned (the handler's context may be cancelled by then).
+const ackTimeout = 5 * time.Second
+
+// Subscribe creates or updates the group's durable pull consumer and starts fetching. It returns
+// once the consumer exists, so messages published afterwards reach the group.
+func (b *Bus) Subscribe(ctx context.Context, cfg messaging.SubscribeConfig, h messaging.Handler) (messaging.Subscription, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("natsbus: nil handler")
+	}
+	if b.isClosed() {
+		return nil, ErrClosed
+	}
+	stream, err := b.stream(ctx, cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := b.consumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	s := &subscription{
+		bus:   b,
+		cfg:   cfg,
+		h:     h,
+		cons:  cons,
+		slots: make(chan struct{}, cfg.Concurrency),
+		done:  make(chan struct{}),
+	}
+	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	s.handlerCtx, s.cancelHandlers = context.WithCancel(context.Background())
+
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, ErrClosed
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+
+	go s.fetchLoop()
+	return s, nil
+}
+
+// consumer creates the group's durable consumer (DeliverPolicy "new") or updates the settings a
+// subscription may change on an existing one (AckWait, MaxAckPending).
+func (b *Bus) consumer(ctx context.Context, stream string, cfg messaging.SubscribeConfig) (jetstream.Consumer, error) {
+	name := ConsumerName(cfg.Topic, cfg.Group)
+	for range 3 {
+		c, err := b.js.Consumer(ctx, stream, name)
+		if err == nil {
+			cc := c.CachedInfo().Config
+			want := cc
+			want.AckWait = cfg.AckWait
+			want.MaxAckPending = b.maxAckPending(cc.MaxAckPending)
+			if want.AckWait == cc.AckWait && want.MaxAckPending == cc.MaxAckPending {
+				return c, nil
+			}
+			c, err = b.js.UpdateConsumer(ctx, stream, want)
+			if err != nil {
+				return nil, fmt.Errorf("natsbus: updating consumer %s on %s: %w", name, stream, err)
+			}
+			return c, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("natsbus: looking up consumer %s on %s: %w", name, stream, err)
+		}
+		c, err = b.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   fmt.Sprintf("faultline group %q on %q", cfg.Group, cfg.Topic),
+			FilterSubject: cfg.Topic,
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    -1,
+			MaxAckPending: b.maxAckPending(0),
+		})
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerExists) {
+			return nil, fmt.Errorf("natsbus: creating consumer %s on %s: %w", name, stream, err)
+		}
+		// Another subscription of the group created it with other settings: update it.
+	}
+	return nil, fmt.Errorf("natsbus: no consumer %s on %s after 3 tries", name, stream)
+}
+
+// maxAckPending is 1 with OrderedByKey; otherwise the current value, or 1000 (the server's
+// default) in place of 0 or of the 1 an ordered Bus left.
+func (b *Bus) maxAckPending(cur int) int {
+	if b.cfg.OrderedByKey {
+		return 1
+	}
+	if cur == 0 || cur == 1 {
+		return 1000
+	}
+	return cur
+}
+
+type subscription struct {
+	bus   *Bus
+	cfg   messaging.SubscribeConfig
+	h     messaging.Handler
+	cons  jetstream.Consumer
+	slots chan struct{} // one token per running handler
+
+	stopCtx        context.Context // ends fetching
+	stop           context.CancelFunc
+	handlerCtx     context.Context // ends the handlers after the drain deadline
+	cancelHandlers context.CancelFunc
+	handlers       sync.WaitGroup
+	done           chan struct{} // closed when fetchLoop has returned
+	once           sync.Once
+}
+
+// fetchLoop pulls as many messages as there are free handler slots, and starts a handler for
+// each, until the subscription stops.
+func (s *subscription) fetchLoop() {
+	defer close(s.done)
+	backoff := 50 * time.Millisecond
+	for {
+		// Take one free slot (waiting for it), then every other free one.
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stopCtx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < cap(s.slots) {
+			select {
+			case s.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		got, err := s.fetch(n)
+		for range n - got {
+			<-s.slots
+		}
+		if s.stopCtx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// Server or connection trouble: back off, then pull again.
+			select {
+			case <-time.After(backoff):
+			case <-s.stopCtx.Done():
+				return
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+// fetch pulls up to n messages and starts their handlers; it returns how many it started.
+func (s *subscription) fetch(n int) (int, error) {
+	ctx, cancel := context.WithTimeout(s.stopCtx, s.bus.cfg.FetchWait)
+	defer cancel()
+	stopOnReconnect := context.AfterFunc(s.bus.generation(), cancel)
+	defer stopOnReconnect()
+
+	batch, err := s.cons.Fetch(n, jetstream.FetchContext(ctx))
+	if err != nil {
+		return 0, err
+	}
+	started := 0
+	for m := range batch.Messages() {
+		if s.stopCtx.Err() != nil {
+			_ = m.Nak() // stopping: let another member of the group have it now
+			continue
+		}
+		started++
+		s.handlers.Add(1)
+		go s.handle(m)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil // end of this pull's wait, a reconnect, or Close
+	}
+	return started, err
+}
+
+// handle runs the handler for one delivery and acknowledges it as messaging.Decide says.
+func (s *subscription) handle(m jetstream.Msg) {
+	defer func() { <-s.slots }()
+	defer s.handlers.Done()
+
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term() // not a JetStream delivery: nothing sensible to do with it
+		return
+	}
+	msg := toMessage(m, md)
+	cfg := s.cfg
+
+	var d messaging.Decision
+	if msg.Attempt > cfg.MaxDeliveries {
+		// The previous MaxDeliveries deliveries were never acknowledged (handler past AckWait,
+		// consumer crashed): dead-letter without running the handler again.
+		d = messaging.Decision{DeadLetter: true, Reason: fmt.Sprintf("delivered %d times without an acknowledgement", msg.Attempt-1)}
+	} else {
+		d = messaging.Decide(cfg, msg.Attempt, s.run(msg))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	switch {
+	case d.Ack:
+		_ = m.DoubleAck(ctx)
+	case d.DeadLetter:
+		dl := messaging.DeadLetterMessage(cfg, msg, d.Reason)
+		if err := s.bus.publish(ctx, dl, dl.ID+"."+cfg.Group, true); err != nil {
+			// Not dead-lettered: keep the original and try again on its next delivery.
+			_ = m.NakWithDelay(cfg.RedeliveryDelay(msg.Attempt))
+			return
+		}
+		_ = m.Term()
+	case d.Delay > 0:
+		_ = m.NakWithDelay(d.Delay)
+	default:
+		_ = m.Nak()
+	}
+}
+
+// run calls the handler, turning a panic into an error (a plain error: redelivered later).
+func (s *subscription) run(msg *messaging.Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("natsbus: handler panicked: %v", r)
+		}
+	}()
+	return s.h(messaging.ExtractTrace(s.handlerCtx, msg), msg)
+}
+
+// toMessage converts a delivery.
+func toMessage(m jetstream.Msg, md *jetstream.MsgMetadata) *messaging.Message {
+	msg := &messaging.Message{
+		Topic:       m.Subject(),
+		Payload:     m.Data(),
+		Attempt:     int(md.NumDelivered),
+		PublishedAt: md.Timestamp,
+	}
+	var dedupID string
+	for k, vs := range m.Headers() {
+		if len(vs) == 0 {
+			continue
+		}
+		switch k {
+		case jetstream.MsgIDHeader:
+			dedupID = vs[0]
+		case HeaderID:
+			msg.ID = vs[0]
+		case HeaderKey:
+			msg.Key = vs[0]
+		default:
+			if msg.Headers == nil {
+				msg.Headers = make(map[string]string)
+			}
+			msg.Headers[k] = vs[0]
+		}
+	}
+	if msg.ID == "" {
+		msg.ID = dedupID
+	}
+	if msg.ID == "" { // published without an ID (a plain NATS client): the stream position
+		msg.ID = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	return msg
+}
+
+// Close stops fetching, waits for the running handlers until ctx ends, then cancels their
+// contexts and returns ctx's error. Deliveries not acknowledged go to the group's other members
+// after AckWait (or at once, for those fetched but not started). The durable consumer stays.
+func (s *subscription) Close(ctx context.Context) error {
+	s.once.Do(s.stop)
+	<-s.done
+	idle := make(chan struct{})
+	go func() { s.handlers.Wait(); close(idle) }()
+	var err error
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		s.cancelHandlers()
+		err = ctx.Err()
+	}
+	s.bus.mu.Lock()
+	delete(s.bus.subs, s)
+	s.bus.mu.Unlock()
+	if err == nil {
+		s.cancelHandlers() // release the context's resources
+	}
+	return err
+}
