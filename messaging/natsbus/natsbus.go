@@ -79,7 +79,14 @@ type Config struct {
 	// PublishTimeout bounds the wait for one JetStream ack (and other JetStream API calls) when
 	// the caller's context has no deadline. Zero means 5 s.
 	PublishTimeout time.Duration
-	// FetchWait is how long one pull request waits for messages before the next one. Zero means
+	// Prefetch is how many messages a subscription keeps pulled ahead of its handlers, so the
+	// next message is at hand when a handler finishes (one round trip per message instead of
+	// two). A prefetched message's AckWait runs while it waits, up to Prefetch/Concurrency
+	// handler durations: with handlers slower than AckWait/16, lower it (to Concurrency, say) or
+	// raise AckWait. Zero means DefaultPrefetch or 2×Concurrency, whichever is larger.
+	Prefetch int
+	// FetchWait is how long one pull request waits for messages before the next one (at least
+	// 1 s, JetStream's minimum). Zero means
 	// 5 s. A pull request is also renewed at once after a reconnect.
 	FetchWait time.Duration
 	// NATSOptions are applied after natsbus's own connection options (authentication, TLS).
@@ -110,6 +117,9 @@ var _ messaging.Broker = (*Bus)(nil)
 
 // Open connects to cfg.URL, or starts an embedded server when it is empty, and returns the Bus.
 func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.Prefetch < 0 {
+		return nil, fmt.Errorf("natsbus: Config.Prefetch %d: must not be negative", cfg.Prefetch)
+	}
 	if cfg.Name == "" {
 		cfg.Name = "faultline"
 	}
@@ -250,6 +260,17 @@ func (b *Bus) renewPulls() {
 	b.genStop()
 	b.gen, b.genStop = context.WithCancel(context.Background())
 	b.mu.Unlock()
+}
+
+// DefaultPrefetch is the smallest default Config.Prefetch.
+const DefaultPrefetch = 16
+
+// prefetch returns how many messages a subscription with concurrency handlers pulls ahead.
+func (b *Bus) prefetch(concurrency int) int {
+	if b.cfg.Prefetch > 0 {
+		return b.cfg.Prefetch
+	}
+	return max(DefaultPrefetch, 2*concurrency)
 }
 
 func (b *Bus) generation() context.Context {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -539,5 +540,12 @@ func TestOpenUnreachable(t *testing.T) {
 	if b, err := Open(ctx, Config{URL: "nats://127.0.0.1:1"}); err == nil {
 		_ = b.Close(ctx)
 		t.Fatal("Open of an unreachable server succeeded")
+	}
+}
+
+func TestOpenRejectsNegativePrefetch(t *testing.T) {
+	_, err := Open(context.Background(), Config{Prefetch: -1})
+	if err == nil || !strings.Contains(err.Error(), "Config.Prefetch") {
+		t.Fatalf("err = %v, want one naming Config.Prefetch", err)
 	}
 }

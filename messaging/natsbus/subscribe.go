@@ -40,12 +40,13 @@ func (b *Bus) Subscribe(ctx context.Context, cfg messaging.SubscribeConfig, h me
 	}
 
 	s := &subscription{
-		bus:   b,
-		cfg:   cfg,
-		h:     h,
-		cons:  cons,
-		slots: make(chan struct{}, cfg.Concurrency),
-		done:  make(chan struct{}),
+		bus:      b,
+		cfg:      cfg,
+		h:        h,
+		cons:     cons,
+		slots:    make(chan struct{}, cfg.Concurrency),
+		prefetch: b.prefetch(cfg.Concurrency),
+		done:     make(chan struct{}),
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 	s.handlerCtx, s.cancelHandlers = context.WithCancel(context.Background())
@@ -124,6 +125,8 @@ type subscription struct {
 	h     messaging.Handler
 	cons  jetstream.Consumer
 	slots chan struct{} // one token per running handler
+	// prefetch is how many messages the pull keeps buffered ahead of the handlers.
+	prefetch int
 
 	stopCtx        context.Context // ends fetching
 	stop           context.CancelFunc
@@ -134,32 +137,15 @@ type subscription struct {
 	once           sync.Once
 }
 
-// fetchLoop pulls as many messages as there are free handler slots, and starts a handler for
-// each, until the subscription stops.
+// fetchLoop keeps one continuous pull open (JetStream's Messages iterator, which re-pulls as its
+// buffer drains instead of one request and reply inbox per fetch) and starts a handler for each
+// message once a handler slot is free, until the subscription stops. The iterator is renewed
+// after a reconnect and after errors.
 func (s *subscription) fetchLoop() {
 	defer close(s.done)
 	backoff := 50 * time.Millisecond
-	for {
-		// Take one free slot (waiting for it), then every other free one.
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.stopCtx.Done():
-			return
-		}
-		n := 1
-	more:
-		for n < cap(s.slots) {
-			select {
-			case s.slots <- struct{}{}:
-				n++
-			default:
-				break more
-			}
-		}
-		got, err := s.fetch(n)
-		for range n - got {
-			<-s.slots
-		}
+	for s.stopCtx.Err() == nil {
+		err := s.pull()
 		if s.stopCtx.Err() != nil {
 			return
 		}
@@ -177,32 +163,60 @@ func (s *subscription) fetchLoop() {
 	}
 }
 
-// fetch pulls up to n messages and starts their handlers; it returns how many it started.
-func (s *subscription) fetch(n int) (int, error) {
-	ctx, cancel := context.WithTimeout(s.stopCtx, s.bus.cfg.FetchWait)
-	defer cancel()
-	stopOnReconnect := context.AfterFunc(s.bus.generation(), cancel)
-	defer stopOnReconnect()
-
-	batch, err := s.cons.Fetch(n, jetstream.FetchContext(ctx))
+// pull runs one message iterator until it ends (stop, reconnect or error).
+func (s *subscription) pull() error {
+	iter, err := s.cons.Messages(
+		jetstream.PullMaxMessages(s.prefetch),
+		jetstream.PullExpiry(max(s.bus.cfg.FetchWait, time.Second)), // JetStream's minimum
+	)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	started := 0
-	for m := range batch.Messages() {
-		if s.stopCtx.Err() != nil {
-			_ = m.Nak() // stopping: let another member of the group have it now
-			continue
+	// Stop the iterator on Close and on a reconnect (pull requests made before it are gone);
+	// Drain lets the messages already buffered come out of Next, to be nacked below.
+	stopOnClose := context.AfterFunc(s.stopCtx, iter.Drain)
+	defer stopOnClose()
+	stopOnReconnect := context.AfterFunc(s.bus.generation(), iter.Drain)
+	defer stopOnReconnect()
+	defer iter.Stop()
+	for {
+		// A free slot first, so a message taken from the buffer starts at once.
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stopCtx.Done():
+			s.nakRest(iter)
+			return nil
 		}
-		started++
+		m, err := iter.Next()
+		if err != nil {
+			<-s.slots
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return err
+		}
+		if s.stopCtx.Err() != nil {
+			<-s.slots
+			_ = m.Nak() // stopping: let another member of the group have it now
+			s.nakRest(iter)
+			return nil
+		}
 		s.handlers.Add(1)
 		go s.handle(m)
 	}
-	err = batch.Error()
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		err = nil // end of this pull's wait, a reconnect, or Close
+}
+
+// nakRest nacks the messages still buffered in a draining iterator, so other members of the group
+// get them at once instead of after AckWait.
+func (s *subscription) nakRest(iter jetstream.MessagesContext) {
+	iter.Drain()
+	for {
+		m, err := iter.Next()
+		if err != nil {
+			return
+		}
+		_ = m.Nak()
 	}
-	return started, err
 }
 
 // handle runs the handler for one delivery and acknowledges it as messaging.Decide says.
