@@ -38,7 +38,7 @@ type Config struct {
 	Seed int64
 	// AckWait for the consumers' subscriptions (short: a killed consumer's messages come back).
 	AckWait time.Duration
-	// Deadline bounds the whole run (a hang guard).
+	// Deadline bounds the whole run (a hang guard). Zero means 3 minutes plus 10 ms per message.
 	Deadline time.Duration
 }
 
@@ -54,7 +54,7 @@ type Stats struct {
 func Run(t testing.TB, cfg Config) Stats {
 	t.Helper()
 	if cfg.Deadline == 0 {
-		cfg.Deadline = 3 * time.Minute
+		cfg.Deadline = 3*time.Minute + time.Duration(cfg.N)*10*time.Millisecond
 	}
 	if cfg.AckWait == 0 {
 		cfg.AckWait = time.Second
