@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -419,7 +420,16 @@ func (s *subscription) declareRetryQueue(ch *amqp.Channel, delay time.Duration) 
 
 // toMessage converts a delivery, computing the attempt number.
 func (s *subscription) toMessage(d amqp.Delivery) *messaging.Message {
-	msg := &messaging.Message{ID: d.MessageId, Topic: s.cfg.Topic, Payload: d.Body}
+	return deliveryMessage(d, s.cfg.Topic, s.b.quorum)
+}
+
+// deliveryMessage converts a delivery consumed from topic's queue (a quorum queue, or a classic
+// one), computing the attempt number: the deliveries before a republish (HeaderAttempt) plus
+// those the queue counted (x-delivery-count, or Redelivered on a classic queue) plus one. Header
+// values of any AMQP type are accepted; counts that are malformed, negative or out of range count
+// as zero, so Attempt is always at least 1 (and saturates instead of overflowing).
+func deliveryMessage(d amqp.Delivery, topic string, quorum bool) *messaging.Message {
+	msg := &messaging.Message{ID: d.MessageId, Topic: topic, Payload: d.Body}
 	prior := 0
 	count := 0
 	for k, v := range d.Headers {
@@ -428,10 +438,10 @@ func (s *subscription) toMessage(d amqp.Delivery) *messaging.Message {
 			msg.Key = headerString(v)
 			continue
 		case k == HeaderAttempt:
-			prior, _ = strconv.Atoi(headerString(v))
+			prior = headerCount(headerString(v))
 			continue
 		case k == "x-delivery-count":
-			count = int(headerInt(v))
+			count = headerCount(v)
 			continue
 		case k == "x-death" || strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-"):
 			continue
@@ -441,11 +451,21 @@ func (s *subscription) toMessage(d amqp.Delivery) *messaging.Message {
 		}
 		msg.Headers[k] = headerString(v)
 	}
-	if !s.b.quorum && d.Redelivered {
+	if !quorum && d.Redelivered {
 		count = 1 // a classic queue only tells "delivered before"
 	}
-	msg.Attempt = prior + count + 1
+	msg.Attempt = prior + min(count, math.MaxInt-1-prior) + 1
 	return msg
+}
+
+// headerCount reads a delivery count, prior attempts or deliveries (an integer of any AMQP type, or
+// a decimal string), as a non-negative int: anything else, negative or beyond int counts as 0.
+func headerCount(v any) int {
+	n := headerInt(v)
+	if n <= 0 || uint64(n) > math.MaxInt {
+		return 0
+	}
+	return int(n)
 }
 
 func headerString(v any) string {
@@ -473,6 +493,8 @@ func headerInt(v any) int64 {
 		return int64(v)
 	case int64:
 		return v
+	case uint:
+		return int64(v)
 	case uint8:
 		return int64(v)
 	case uint16:
@@ -482,7 +504,10 @@ func headerInt(v any) int64 {
 	case uint64:
 		return int64(v)
 	case string:
-		n, _ := strconv.ParseInt(v, 10, 64)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0 // ParseInt returns ±MaxInt64 with the error for an out-of-range number
+		}
 		return n
 	}
 	return 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,24 @@ import (
 // committed at record X (not past it) with metadata "faultline-attempts=N" means X was delivered
 // N times without being decided. The next owner of the partition starts X at Attempt N+1.
 const attemptsMeta = "faultline-attempts="
+
+// formatAttemptsMeta returns the commit metadata for a record delivered n (> 0) times.
+func formatAttemptsMeta(n int) string { return attemptsMeta + strconv.Itoa(n) }
+
+// parseAttemptsMeta reads the delivery count from commit metadata written by formatAttemptsMeta.
+// It reports false for anything else (metadata of another client, a malformed or non-positive
+// count, or one so large that the next attempt number, count+1, would overflow): the record then
+// starts again at Attempt 1.
+func parseAttemptsMeta(meta string) (int, bool) {
+	if !strings.HasPrefix(meta, attemptsMeta) {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(meta, attemptsMeta))
+	if err != nil || n <= 0 || n == math.MaxInt {
+		return 0, false
+	}
+	return n, true
+}
 
 // subscription is one Subscribe call. It consumes through a member (a consumer-group client);
 // when a handler is stuck past AckWait the member leaves the group, so that the group's other
@@ -62,6 +81,8 @@ type member struct {
 	stopCommitter chan struct{}
 	committerDone chan struct{}
 
+	drained chan struct{} // capacity 1: a worker took a record off its queue
+
 	mu      sync.Mutex
 	parts   map[int32]*partWorker
 	pending map[int32]pendingOffset // decided (or failed) records, not yet committed
@@ -85,6 +106,7 @@ func (s *subscription) newMember() (*member, error) {
 		committerDone: make(chan struct{}),
 		parts:         make(map[int32]*partWorker),
 		pending:       make(map[int32]pendingOffset),
+		drained:       make(chan struct{}, 1),
 	}
 	m.pollCtx, m.pollCancel = context.WithCancel(context.Background())
 	session := b.cfg.SessionTimeout(s.cfg.AckWait)
@@ -156,10 +178,10 @@ func (m *member) carriedAttempts(ctx context.Context) map[int32]pendingOffset {
 	}
 	out := map[int32]pendingOffset{}
 	for p, o := range offs[m.s.cfg.Topic] {
-		if o.Err != nil || !strings.HasPrefix(o.Metadata, attemptsMeta) {
+		if o.Err != nil {
 			continue
 		}
-		if n, err := strconv.Atoi(strings.TrimPrefix(o.Metadata, attemptsMeta)); err == nil && n > 0 {
+		if n, ok := parseAttemptsMeta(o.Metadata); ok {
 			out[p] = pendingOffset{EpochOffset: kgo.EpochOffset{Offset: o.At}, Attempts: n}
 		}
 	}
@@ -234,6 +256,15 @@ func (m *member) pollLoop() {
 	defer close(m.pollDone)
 	topic := m.s.cfg.Topic
 	for {
+		// Back-pressure: hold off polling while the workers have enough queued.
+		for m.queued() >= maxQueued {
+			select {
+			case <-m.drained:
+			case <-m.pollCtx.Done():
+				m.cl.AllowRebalance()
+				return
+			}
+		}
 		fs := m.cl.PollRecords(m.pollCtx, maxPollRecords)
 		if m.pollCtx.Err() != nil || fs.IsClientClosed() {
 			m.cl.AllowRebalance()
@@ -265,6 +296,25 @@ func (m *member) pollLoop() {
 			}
 		}
 	}
+}
+
+// queued returns how many records wait in the queues of the partitions that are not paused.
+func (m *member) queued() int {
+	m.mu.Lock()
+	workers := make([]*partWorker, 0, len(m.parts))
+	for _, w := range m.parts {
+		workers = append(workers, w)
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, w := range workers {
+		w.mu.Lock()
+		if !w.paused {
+			n += min(len(w.queue), maxQueued/2)
+		}
+		w.mu.Unlock()
+	}
+	return n
 }
 
 // committer commits pending offsets every CommitInterval.
@@ -324,7 +374,7 @@ func (m *member) commit(ctx context.Context) {
 				rp := &req.Topics[i].Partitions[j]
 				meta := ""
 				if o, ok := snap[rp.Partition]; ok && o.Attempts > 0 {
-					meta = attemptsMeta + strconv.Itoa(o.Attempts)
+					meta = formatAttemptsMeta(o.Attempts)
 				}
 				rp.Metadata = &meta
 			}

@@ -21,10 +21,11 @@ type partWorker struct {
 	carryOffset   int64
 	carryAttempts int
 
-	mu      sync.Mutex
-	queue   []*kgo.Record
-	paused  bool
-	stopped bool
+	mu       sync.Mutex
+	queue    []*kgo.Record
+	paused   bool
+	retrying bool // a record failed and is retried in place: the partition is paused meanwhile
+	stopped  bool
 
 	wake   chan struct{} // capacity 1: records were queued
 	stopCh chan struct{} // closed by stop
@@ -86,11 +87,15 @@ func (w *partWorker) next() (*kgo.Record, bool) {
 			r := w.queue[0]
 			w.queue[0] = nil
 			w.queue = w.queue[1:]
-			if w.paused && len(w.queue) <= resumeAt {
+			if w.paused && !w.retrying && len(w.queue) <= resumeAt {
 				w.paused = false
 				w.m.cl.ResumeFetchPartitions(map[string][]int32{w.m.s.cfg.Topic: {w.part}})
 			}
 			w.mu.Unlock()
+			select { // let a poll loop held back by maxQueued look again
+			case w.m.drained <- struct{}{}:
+			default:
+			}
 			return r, true
 		}
 		w.mu.Unlock()
@@ -145,6 +150,7 @@ func (w *partWorker) process(rec *kgo.Record) bool {
 		switch {
 		case d.Ack:
 			m.markDone(rec)
+			w.setRetrying(false)
 			return true
 		case d.DeadLetter:
 			if !w.deadLetter(msg, d.Reason) {
@@ -152,9 +158,11 @@ func (w *partWorker) process(rec *kgo.Record) bool {
 				return false
 			}
 			m.markDone(rec)
+			w.setRetrying(false)
 			return true
 		}
 		m.markFailed(rec, attempt)
+		w.setRetrying(true)
 		if abandoned {
 			// The handler is stuck: leave the group so that another member gets the record.
 			s.restart(m)
@@ -163,6 +171,27 @@ func (w *partWorker) process(rec *kgo.Record) bool {
 		if !w.sleep(d.Delay) {
 			return false
 		}
+	}
+}
+
+// setRetrying marks whether the worker retries a record in place, pausing the partition's fetching
+// meanwhile (its records would only queue up) and resuming it once the record is decided and the
+// queue is short.
+func (w *partWorker) setRetrying(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped || w.retrying == on {
+		return
+	}
+	w.retrying = on
+	topic := map[string][]int32{w.m.s.cfg.Topic: {w.part}}
+	switch {
+	case on && !w.paused:
+		w.paused = true
+		w.m.cl.PauseFetchPartitions(topic)
+	case !on && w.paused && len(w.queue) <= resumeAt:
+		w.paused = false
+		w.m.cl.ResumeFetchPartitions(topic)
 	}
 }
 

@@ -390,18 +390,7 @@ func (b *Bus) Publish(ctx context.Context, msgs ...*messaging.Message) error {
 // publish sends m with dedupID as "Nats-Msg-Id" and waits for the ack; with idHeader it also
 // carries m.ID in HeaderID.
 func (b *Bus) publish(ctx context.Context, m *messaging.Message, dedupID string, idHeader bool) error {
-	nm := nats.NewMsg(m.Topic)
-	nm.Data = m.Payload
-	for k, v := range m.Headers {
-		nm.Header[k] = []string{v}
-	}
-	nm.Header[jetstream.MsgIDHeader] = []string{dedupID}
-	if idHeader {
-		nm.Header[HeaderID] = []string{m.ID}
-	}
-	if m.Key != "" {
-		nm.Header[HeaderKey] = []string{m.Key}
-	}
+	nm := toNATSMsg(m, dedupID, idHeader)
 	for attempt := 0; ; attempt++ {
 		if _, err := b.stream(ctx, m.Topic); err != nil {
 			return err
@@ -416,6 +405,23 @@ func (b *Bus) publish(ctx context.Context, m *messaging.Message, dedupID string,
 		}
 		return fmt.Errorf("natsbus: publish %q (id %s): %w", m.Topic, m.ID, err)
 	}
+}
+
+// toNATSMsg builds the NATS message publish sends for m (the writer toMessage reads back).
+func toNATSMsg(m *messaging.Message, dedupID string, idHeader bool) *nats.Msg {
+	nm := nats.NewMsg(m.Topic)
+	nm.Data = m.Payload
+	for k, v := range m.Headers {
+		nm.Header[k] = []string{v}
+	}
+	nm.Header[jetstream.MsgIDHeader] = []string{dedupID}
+	if idHeader {
+		nm.Header[HeaderID] = []string{m.ID}
+	}
+	if m.Key != "" {
+		nm.Header[HeaderKey] = []string{m.Key}
+	}
+	return nm
 }
 
 func (b *Bus) isClosed() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -276,7 +277,7 @@ func toMessage(m jetstream.Msg, md *jetstream.MsgMetadata) *messaging.Message {
 	msg := &messaging.Message{
 		Topic:       m.Subject(),
 		Payload:     m.Data(),
-		Attempt:     int(md.NumDelivered),
+		Attempt:     attemptOf(md.NumDelivered),
 		PublishedAt: md.Timestamp,
 	}
 	var dedupID string
@@ -305,6 +306,20 @@ func toMessage(m jetstream.Msg, md *jetstream.MsgMetadata) *messaging.Message {
 		msg.ID = md.Stream + ":" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	return msg
+}
+
+// attemptOf turns JetStream's delivery count into Message.Attempt: the client reads it from the
+// reply subject as 0 when malformed (or wrapped past 64 bits when too long), so 0 counts as the
+// first delivery and a count beyond int saturates at math.MaxInt (dead-lettered at once) rather
+// than turning negative.
+func attemptOf(numDelivered uint64) int {
+	switch {
+	case numDelivered == 0:
+		return 1
+	case numDelivered > math.MaxInt:
+		return math.MaxInt
+	}
+	return int(numDelivered)
 }
 
 // Close stops fetching, waits for the running handlers until ctx ends, then cancels their
