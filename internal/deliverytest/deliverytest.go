@@ -38,6 +38,13 @@ type Config struct {
 	Seed int64
 	// AckWait for the consumers' subscriptions (short: a killed consumer's messages come back).
 	AckWait time.Duration
+	// ChaosScale stretches the time between kills and drops (1 when zero): brokers whose
+	// consumers take seconds to rejoin (Kafka's group rebalance) need slower chaos to make
+	// progress between kills.
+	ChaosScale float64
+	// Pace is a pause after each produced order, so the chaos has time to strike while messages
+	// are in flight (zero: produce as fast as possible).
+	Pace time.Duration
 	// Deadline bounds the whole run (a hang guard). Zero means 3 minutes plus 10 ms per message.
 	Deadline time.Duration
 }
@@ -48,6 +55,7 @@ type Stats struct {
 	RelayKills, ConsumerKills     int
 	LostAcks, HandlerFailures     int64
 	Drops                         int
+	SubscribeRetries              int
 }
 
 // Run performs the crash run and fails t unless every produced message was applied exactly once.
@@ -61,6 +69,9 @@ func Run(t testing.TB, cfg Config) Stats {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Deadline)
 	defer cancel()
+	if cfg.ChaosScale == 0 {
+		cfg.ChaosScale = 1
+	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	var rngMu sync.Mutex
 	chance := func(p float64) bool {
@@ -72,6 +83,10 @@ func Run(t testing.TB, cfg Config) Stats {
 		rngMu.Lock()
 		defer rngMu.Unlock()
 		return rng.Intn(n)
+	}
+	// between is a random pause of lo to lo+spread milliseconds, stretched by ChaosScale.
+	between := func(lo, spread int) time.Duration {
+		return time.Duration(cfg.ChaosScale * float64(time.Duration(lo+intn(spread))*time.Millisecond))
 	}
 
 	dir := t.TempDir()
@@ -155,11 +170,20 @@ func Run(t testing.TB, cfg Config) Stats {
 			for {
 				sub, err := b.Subscribe(ctx, subCfg, handler)
 				if err != nil {
-					if ctx.Err() != nil {
+					// A restarting consumer can meet a connection that is being re-established
+					// (a drop): like a real process, it tries again.
+					statsMu.Lock()
+					st.SubscribeRetries++
+					statsMu.Unlock()
+					select {
+					case <-done:
 						return
+					case <-ctx.Done():
+						t.Errorf("consumer %d: subscribe: %v", c, err)
+						return
+					case <-time.After(50 * time.Millisecond):
 					}
-					t.Errorf("consumer %d: subscribe: %v", c, err)
-					return
+					continue
 				}
 				select {
 				case <-done:
@@ -167,7 +191,7 @@ func Run(t testing.TB, cfg Config) Stats {
 					_ = sub.Close(cctx)
 					ccancel()
 					return
-				case <-time.After(time.Duration(50+intn(400)) * time.Millisecond):
+				case <-time.After(between(50, 400)):
 				}
 				// Kill: close with an already-ended context, so running handlers are cancelled
 				// mid-transaction and their messages come back.
@@ -212,7 +236,7 @@ func Run(t testing.TB, cfg Config) Stats {
 				rcancel()
 				<-stopped
 				return
-			case <-time.After(time.Duration(20+intn(300)) * time.Millisecond):
+			case <-time.After(between(20, 300)):
 			}
 			rcancel() // kill it wherever it is: mid-claim, mid-publish, before the mark
 			<-stopped
@@ -231,7 +255,7 @@ func Run(t testing.TB, cfg Config) Stats {
 				select {
 				case <-done:
 					return
-				case <-time.After(time.Duration(100+intn(500)) * time.Millisecond):
+				case <-time.After(between(100, 500)):
 				}
 				brokersMu.Lock()
 				b := brokers[intn(len(brokers))]
@@ -268,6 +292,9 @@ func Run(t testing.TB, cfg Config) Stats {
 			t.Fatalf("producer: %v", err)
 		}
 		want++
+		if cfg.Pace > 0 {
+			time.Sleep(cfg.Pace) // pacing the load, not waiting for an outcome
+		}
 	}
 	st.Produced = want
 
