@@ -10,7 +10,6 @@ package bench
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,47 +77,7 @@ func BenchmarkKafkaConsume(b *testing.B) {
 		bus := newKafkabus(b, brokers)
 		topic := uniqueName("bench_con")
 		cfg := messaging.SubscribeConfig{Topic: topic, Group: "bench", Concurrency: 1, AckWait: kafkaAckWait}
-		// kafkabus's new group starts at the end of the topic: subscribe once (creating the topic
-		// and committing its end offsets), leave, then produce.
-		sub, err := bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error { return nil })
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := sub.Close(ctx); err != nil {
-			b.Fatal(err)
-		}
-		// Filled with kafkabus's own Publish, in batches (untimed).
-		for done := 0; done < b.N; {
-			k := min(prefillBatch, b.N-done)
-			msgs := make([]*messaging.Message, k)
-			for i := range msgs {
-				msgs[i] = &messaging.Message{Topic: topic, Payload: body}
-			}
-			if err := bus.Publish(ctx, msgs...); err != nil {
-				b.Fatal(err)
-			}
-			done += k
-		}
-		n := int64(b.N)
-		var got atomic.Int64
-		done := make(chan struct{})
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		sub, err = bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error {
-			if got.Add(1) == n {
-				close(done)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		elapsed := time.Since(start)
-		b.StopTimer()
-		reportRate(b, b.N, elapsed)
-		sub.Close(ctx)
+		benchFaultlineConsume(b, bus, cfg, body, true)
 	})
 	b.Run("watermill", func(b *testing.B) {
 		topic := uniqueName("bench_con")
@@ -248,47 +207,7 @@ func BenchmarkAMQPConsume(b *testing.B) {
 			admin.deleteExchange(exchange)
 		})
 		cfg := messaging.SubscribeConfig{Topic: topic, Group: "bench", Concurrency: 1, AckWait: amqpAckWait}
-		// The group's queue is declared (and bound) by Subscribe: subscribe once, close (the queue
-		// stays), then publish into it.
-		sub, err := bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error { return nil })
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := sub.Close(ctx); err != nil {
-			b.Fatal(err)
-		}
-		// Filled with amqpbus's own Publish, in batches (pipelined, confirmed; untimed).
-		for done := 0; done < b.N; {
-			k := min(prefillBatch, b.N-done)
-			msgs := make([]*messaging.Message, k)
-			for i := range msgs {
-				msgs[i] = &messaging.Message{Topic: topic, Payload: body}
-			}
-			if err := bus.Publish(ctx, msgs...); err != nil {
-				b.Fatal(err)
-			}
-			done += k
-		}
-		n := int64(b.N)
-		var got atomic.Int64
-		done := make(chan struct{})
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		sub, err = bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error {
-			if got.Add(1) == n {
-				close(done)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		elapsed := time.Since(start)
-		b.StopTimer()
-		reportRate(b, b.N, elapsed)
-		sub.Close(ctx)
+		benchFaultlineConsume(b, bus, cfg, body, true)
 	})
 	b.Run("watermill", func(b *testing.B) {
 		admin := dialAMQP(b, url)

@@ -333,39 +333,7 @@ func BenchmarkNATSConsume(b *testing.B) {
 		bus := newNatsbus(b, url)
 		topic := uniqueName("bench_con")
 		cfg := messaging.SubscribeConfig{Topic: topic, Group: "bench", Concurrency: 1, AckWait: natsAckWait}
-		// natsbus's durable consumer starts at new messages: create it first, then publish.
-		sub, err := bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error { return nil })
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := sub.Close(ctx); err != nil {
-			b.Fatal(err)
-		}
-		for range b.N {
-			if err := bus.Publish(ctx, &messaging.Message{Topic: topic, Payload: body}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		n := int64(b.N)
-		var got atomic.Int64
-		done := make(chan struct{})
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		sub, err = bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error {
-			if got.Add(1) == n {
-				close(done)
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		<-done
-		elapsed := time.Since(start)
-		b.StopTimer()
-		reportRate(b, b.N, elapsed)
-		sub.Close(ctx)
+		benchFaultlineConsume(b, bus, cfg, body, false) // one message per Publish, as before
 	})
 	b.Run("watermill", func(b *testing.B) {
 		topic := uniqueName("bench_con")
@@ -409,4 +377,54 @@ func BenchmarkNATSConsume(b *testing.B) {
 		b.StopTimer()
 		reportRate(b, n, elapsed)
 	})
+}
+
+// benchFaultlineConsume times bus consuming b.N messages of cfg.Topic: it subscribes once so the
+// group exists (faultline's groups start at new messages) and closes, fills the topic with fill
+// (untimed; batched = publish in batches of prefillBatch, else one by one), then times a new
+// subscription from the Subscribe call to the last handler's return.
+func benchFaultlineConsume(b *testing.B, bus messaging.Broker, cfg messaging.SubscribeConfig, body []byte, batched bool) {
+	ctx := context.Background()
+	sub, err := bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error { return nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sub.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	batch := 1
+	if batched {
+		batch = prefillBatch
+	}
+	for done := 0; done < b.N; {
+		k := min(batch, b.N-done)
+		msgs := make([]*messaging.Message, k)
+		for i := range msgs {
+			msgs[i] = &messaging.Message{Topic: cfg.Topic, Payload: body}
+		}
+		if err := bus.Publish(ctx, msgs...); err != nil {
+			b.Fatal(err)
+		}
+		done += k
+	}
+	n := int64(b.N)
+	var got atomic.Int64
+	done := make(chan struct{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	sub, err = bus.Subscribe(ctx, cfg, func(context.Context, *messaging.Message) error {
+		if got.Add(1) == n {
+			close(done)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	elapsed := time.Since(start)
+	b.StopTimer()
+	reportRate(b, b.N, elapsed)
+	sub.Close(ctx)
 }
