@@ -219,11 +219,24 @@ func (s *subscription) consume(ch *amqp.Channel, deliveries <-chan amqp.Delivery
 				return
 			}
 		case <-s.stopCtx.Done():
-			_ = ch.Cancel(tag, false)
-			for d := range deliveries {
-				_ = d.Nack(false, true)
+			if err := ch.Cancel(tag, false); err != nil {
+				// The channel or its connection is gone (a drop): closing it ends the deliveries.
+				_ = ch.Close()
 			}
-			return
+			// Give back what was already delivered; stop waiting when Close's deadline passes
+			// (a dead connection may never close the deliveries channel).
+			for {
+				select {
+				case d, ok := <-deliveries:
+					if !ok {
+						return
+					}
+					_ = d.Nack(false, true)
+				case <-s.hardCtx.Done():
+					_ = ch.Close()
+					return
+				}
+			}
 		}
 	}
 }
