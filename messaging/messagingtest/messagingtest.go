@@ -87,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		{"CloseDrains/Subscription", func(t *testing.T) { s.testCloseDrains(t, false) }},
 		{"CloseDrains/Broker", func(t *testing.T) { s.testCloseDrains(t, true) }},
 		{"CloseDeadlineCancelsHandlers", s.testCloseDeadline},
+		{"CloseAfterDropKeepsDeadline", s.testCloseAfterDrop},
 		{"CloseTwice", s.testCloseTwice},
 		{"SubscribeBadConfig", s.testBadConfig},
 		{"PublishInvalidTopic", s.testInvalidTopic},
@@ -940,6 +941,45 @@ func (s *suite) testCloseDeadline(t *testing.T) {
 		if d.who == "new" && d.msg.Attempt < 2 {
 			t.Errorf("redelivery has Attempt %d, want ≥ 2", d.msg.Attempt)
 		}
+	}
+}
+
+// testCloseAfterDrop: with a handler in flight and the client's connection just dropped, Close
+// of the subscription and then of the client return within their deadlines (a dead connection
+// must not make them wait for something it will never send).
+func (s *suite) testCloseAfterDrop(t *testing.T) {
+	if s.h.Drop == nil {
+		t.Skip("the harness cannot drop connections")
+	}
+	topic, group := names("closedrop")
+	pub, client := s.open(t), s.open(t)
+	started := make(chan struct{})
+	var once sync.Once
+	sub := s.subscribe(t, client, messaging.SubscribeConfig{Topic: topic, Group: group},
+		func(ctx context.Context, _ *messaging.Message) error {
+			once.Do(func() { close(started) })
+			<-ctx.Done() // held until Close gives up on it
+			return ctx.Err()
+		})
+	publish(t, pub, newMessage(topic, 1))
+	awaitChan(t, started, "the handler to start")
+	s.h.Drop(t, client)
+	for _, c := range []struct {
+		what  string
+		close func(context.Context) error
+	}{
+		{"the subscription", sub.Close},
+		{"the client", client.Close},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		returned := make(chan struct{})
+		go func() { _ = c.close(ctx); close(returned) }()
+		select {
+		case <-returned:
+		case <-time.After(10 * time.Second): // generous: the deadline is 0.5 s
+			t.Errorf("Close of %s after a dropped connection did not return within 10 s of a 0.5 s deadline", c.what)
+		}
+		cancel()
 	}
 }
 
