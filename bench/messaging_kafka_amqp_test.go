@@ -16,7 +16,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/faultline-dev/faultline/messaging"
@@ -51,18 +50,7 @@ func BenchmarkKafkaPublish(b *testing.B) {
 		createKafkaTopic(b, brokers, topic)
 		pub := newWatermillKafkaPublisher(b, brokers)
 		// Untimed first publish: metadata and producer ID, as faultline's.
-		if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		for b.Loop() {
-			if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportRate(b, b.N, time.Since(start))
+		benchWatermillPublish(b, pub, topic, body, true)
 	})
 }
 
@@ -174,18 +162,7 @@ func BenchmarkAMQPPublish(b *testing.B) {
 		pub := newWatermillAMQPPublisher(b, url, exchange, topic)
 		// Untimed first publish: declares the exchange (once per topic) and opens the pooled
 		// channel's confirm mode, as faultline's Open does.
-		if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		for b.Loop() {
-			if err := pub.Publish(topic, message.NewMessage(watermill.NewUUID(), body)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportRate(b, b.N, time.Since(start))
+		benchWatermillPublish(b, pub, topic, body, true)
 	})
 }
 

@@ -237,18 +237,26 @@ func (in *Inbox) Cleanup(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	for {
+	return cleanupBatches(in.batch, func() (int64, error) {
 		res, err := in.db.ExecContext(ctx, in.q.cleanup, in.consumer, cutoff, in.batch)
 		if err != nil {
-			return total, fmt.Errorf("inbox: cleanup: %w", err)
+			return 0, err
 		}
-		n, err := res.RowsAffected()
+		return res.RowsAffected()
+	})
+}
+
+// cleanupBatches runs deleteBatch (which deletes at most batch rows) until a batch comes back
+// short, and returns how many rows were deleted in all. Shared by Inbox and PgxInbox.
+func cleanupBatches(batch int, deleteBatch func() (int64, error)) (int64, error) {
+	var total int64
+	for {
+		n, err := deleteBatch()
 		if err != nil {
 			return total, fmt.Errorf("inbox: cleanup: %w", err)
 		}
 		total += n
-		if n < int64(in.batch) {
+		if n < int64(batch) {
 			return total, nil
 		}
 	}

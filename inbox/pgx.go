@@ -130,16 +130,11 @@ func (in *PgxInbox) Cleanup(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	for {
+	return cleanupBatches(in.batch, func() (int64, error) {
 		tag, err := in.db.Exec(ctx, in.q.cleanup, in.consumer, cutoff, in.batch)
 		if err != nil {
-			return total, fmt.Errorf("inbox: cleanup: %w", err)
+			return 0, err
 		}
-		n := tag.RowsAffected()
-		total += n
-		if n < int64(in.batch) {
-			return total, nil
-		}
-	}
+		return tag.RowsAffected(), nil
+	})
 }
