@@ -1,0 +1,441 @@
+package saga
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/faultline-dev/faultline/outbox"
+)
+
+// Dialect is the SQL flavour of a saga store, a barrier or an outbox.
+type Dialect = outbox.Dialect
+
+// The supported dialects.
+const (
+	SQLite   = outbox.SQLite
+	Postgres = outbox.Postgres
+)
+
+// DefaultTable is the saga table's name; its history goes to DefaultTable + "_log".
+const DefaultTable = "faultline_saga"
+
+// ErrNotFound: no saga with that ID.
+var ErrNotFound = errors.New("saga: not found")
+
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+
+// Store reads and writes saga instances in a database (SQLite or PostgreSQL through
+// database/sql). The orchestrator writes through it; operators read it (faultline saga list,
+// show) and file requests (retry, abort) that the running orchestrator carries out.
+type Store struct {
+	db    *sql.DB
+	d     Dialect
+	table string
+	log   string
+}
+
+// NewStore returns the store of the saga table named table (empty: DefaultTable) in db.
+func NewStore(db *sql.DB, d Dialect, table string) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("saga store: DB is nil")
+	}
+	if d != SQLite && d != Postgres {
+		return nil, fmt.Errorf("saga store: Dialect is %v, want saga.SQLite or saga.Postgres", d)
+	}
+	if table == "" {
+		table = DefaultTable
+	}
+	if !tableName.MatchString(table) {
+		return nil, fmt.Errorf("saga store: table name %q: want letters, digits and underscores, optionally schema-qualified", table)
+	}
+	return &Store{db: db, d: d, table: table, log: table + "_log"}, nil
+}
+
+// Schema returns the statements that create the saga tables; they are idempotent.
+func (s *Store) Schema() []string {
+	idx := strings.ReplaceAll(s.table, ".", "_")
+	const text = "TEXT"
+	return []string{
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	id %s PRIMARY KEY,
+	saga %s NOT NULL,
+	status %s NOT NULL,
+	state %s NOT NULL,
+	wake_at_ns BIGINT,
+	request %s,
+	version BIGINT NOT NULL,
+	created_at_ns BIGINT NOT NULL,
+	updated_at_ns BIGINT NOT NULL
+)`, s.table, text, text, text, text, text),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_wake ON %s (wake_at_ns)`, idx, s.table),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s_status ON %s (status, updated_at_ns)`, idx, s.table),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	saga_id %s NOT NULL,
+	seq BIGINT NOT NULL,
+	at_ns BIGINT NOT NULL,
+	step %s NOT NULL,
+	op %s NOT NULL,
+	attempt INTEGER NOT NULL,
+	event %s NOT NULL,
+	detail %s NOT NULL,
+	PRIMARY KEY (saga_id, seq)
+)`, s.log, text, text, text, text, text),
+	}
+}
+
+// Migrate creates the saga tables.
+func (s *Store) Migrate(ctx context.Context) error {
+	for _, q := range s.Schema() {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("saga store: migrate %s: %w", s.table, err)
+		}
+	}
+	return nil
+}
+
+// ph returns the n-th placeholder (1-based).
+func (s *Store) ph(n int) string {
+	if s.d == Postgres {
+		return fmt.Sprintf("$%d", n)
+	}
+	return "?"
+}
+
+func (s *Store) q(format string, n int) string {
+	args := make([]any, n)
+	for i := range args {
+		args[i] = s.ph(i + 1)
+	}
+	return fmt.Sprintf(format, args...)
+}
+
+func ns(t time.Time) int64 { return t.UnixNano() }
+
+func nullNS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+// insert writes a new saga instance with its first history entries.
+func (s *Store) insert(ctx context.Context, tx querier, st *State, wakeAt time.Time, log []LogEntry) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("saga %s: encode state: %w", st.ID, err)
+	}
+	q := fmt.Sprintf("INSERT INTO %s (id, saga, status, state, wake_at_ns, version, created_at_ns, updated_at_ns) VALUES ", s.table) +
+		s.q("(%s, %s, %s, %s, %s, %s, %s, %s)", 8)
+	if _, err := tx.ExecContext(ctx, q, st.ID, st.Saga, string(st.Status), string(data), nullNS(wakeAt), st.Version, ns(st.CreatedAt), ns(st.UpdatedAt)); err != nil {
+		return fmt.Errorf("saga %s: insert: %w", st.ID, err)
+	}
+	return s.appendLog(ctx, tx, st.ID, 0, log)
+}
+
+// lockedRow is a saga row read for update.
+type lockedRow struct {
+	st      *State
+	request string
+	wakeAt  sql.NullInt64
+	logSeq  int64
+}
+
+// load reads a saga inside tx, locking its row on PostgreSQL.
+func (s *Store) load(ctx context.Context, tx querier, id string) (*lockedRow, error) {
+	q := fmt.Sprintf("SELECT state, request, wake_at_ns, (SELECT COUNT(*) FROM %s WHERE saga_id = %s) FROM %s WHERE id = %s", s.log, s.ph(1), s.table, s.ph(2))
+	if s.d == Postgres {
+		q += " FOR UPDATE"
+	}
+	var data string
+	var req sql.NullString
+	row := &lockedRow{}
+	if err := tx.QueryRowContext(ctx, q, id, id).Scan(&data, &req, &row.wakeAt, &row.logSeq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("saga %s: %w", id, ErrNotFound)
+		}
+		return nil, fmt.Errorf("saga %s: load: %w", id, err)
+	}
+	st := &State{}
+	if err := json.Unmarshal([]byte(data), st); err != nil {
+		return nil, fmt.Errorf("saga %s: decode state: %w", id, err)
+	}
+	row.st, row.request = st, req.String
+	return row, nil
+}
+
+// save writes a changed saga and appends its history; it clears any operator request.
+func (s *Store) save(ctx context.Context, tx querier, row *lockedRow, wakeAt time.Time, log []LogEntry) error {
+	st := row.st
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("saga %s: encode state: %w", st.ID, err)
+	}
+	q := fmt.Sprintf("UPDATE %s SET status = %s, state = %s, wake_at_ns = %s, request = NULL, version = %s, updated_at_ns = %s WHERE id = %s",
+		s.table, s.ph(1), s.ph(2), s.ph(3), s.ph(4), s.ph(5), s.ph(6))
+	if _, err := tx.ExecContext(ctx, q, string(st.Status), string(data), nullNS(wakeAt), st.Version, ns(st.UpdatedAt), st.ID); err != nil {
+		return fmt.Errorf("saga %s: save: %w", st.ID, err)
+	}
+	return s.appendLog(ctx, tx, st.ID, row.logSeq, log)
+}
+
+// setWake changes only a saga's wake time (and clears a request).
+func (s *Store) setWake(ctx context.Context, tx querier, id string, wakeAt time.Time) error {
+	q := fmt.Sprintf("UPDATE %s SET wake_at_ns = %s, request = NULL WHERE id = %s", s.table, s.ph(1), s.ph(2))
+	if _, err := tx.ExecContext(ctx, q, nullNS(wakeAt), id); err != nil {
+		return fmt.Errorf("saga %s: set wake time: %w", id, err)
+	}
+	return nil
+}
+
+func (s *Store) appendLog(ctx context.Context, tx querier, id string, seq int64, log []LogEntry) error {
+	if len(log) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "INSERT INTO %s (saga_id, seq, at_ns, step, op, attempt, event, detail) VALUES ", s.log)
+	args := make([]any, 0, 8*len(log))
+	for i, e := range log {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		n := len(args)
+		fmt.Fprintf(&b, "(%s, %s, %s, %s, %s, %s, %s, %s)", s.ph(n+1), s.ph(n+2), s.ph(n+3), s.ph(n+4), s.ph(n+5), s.ph(n+6), s.ph(n+7), s.ph(n+8))
+		args = append(args, id, seq+int64(i), ns(e.At), e.Step, string(e.Op), e.Attempt, e.Event, e.Detail)
+	}
+	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+		return fmt.Errorf("saga %s: append history: %w", id, err)
+	}
+	return nil
+}
+
+// Get returns a saga's state.
+func (s *Store) Get(ctx context.Context, id string) (*State, error) {
+	row, err := s.load(ctx, readOnly{s.db}, id)
+	if err != nil {
+		return nil, err
+	}
+	return row.st, nil
+}
+
+// readOnly runs load outside a transaction (no FOR UPDATE effect needed on a plain query, but
+// PostgreSQL rejects FOR UPDATE only in read-only transactions, so a plain connection is fine).
+type readOnly struct{ db *sql.DB }
+
+func (r readOnly) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	return r.db.QueryRowContext(ctx, strings.TrimSuffix(q, " FOR UPDATE"), args...)
+}
+
+func (r readOnly) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return nil, errors.New("saga store: write through a read-only handle")
+}
+
+// History returns a saga's history, oldest first.
+func (s *Store) History(ctx context.Context, id string) ([]LogEntry, error) {
+	q := fmt.Sprintf("SELECT at_ns, step, op, attempt, event, detail FROM %s WHERE saga_id = %s ORDER BY seq", s.log, s.ph(1))
+	rows, err := s.db.QueryContext(ctx, q, id)
+	if err != nil {
+		return nil, fmt.Errorf("saga %s: history: %w", id, err)
+	}
+	defer rows.Close()
+	var out []LogEntry
+	for rows.Next() {
+		var e LogEntry
+		var at int64
+		var op string
+		if err := rows.Scan(&at, &e.Step, &op, &e.Attempt, &e.Event, &e.Detail); err != nil {
+			return nil, fmt.Errorf("saga %s: history: %w", id, err)
+		}
+		e.At, e.Op = time.Unix(0, at).UTC(), Op(op)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("saga %s: history: %w", id, err)
+	}
+	return out, nil
+}
+
+// Filter selects sagas for List.
+type Filter struct {
+	// Status keeps sagas in one of these statuses; empty keeps all.
+	Status []Status
+	// Saga keeps instances of this definition; empty keeps all.
+	Saga string
+	// Limit caps the result, newest first; zero means 100.
+	Limit int
+}
+
+// List returns sagas matching f, most recently updated first.
+func (s *Store) List(ctx context.Context, f Filter) ([]*State, error) {
+	var where []string
+	var args []any
+	for _, st := range f.Status {
+		args = append(args, string(st))
+	}
+	if len(f.Status) > 0 {
+		ph := make([]string, len(f.Status))
+		for i := range ph {
+			ph[i] = s.ph(i + 1)
+		}
+		where = append(where, "status IN ("+strings.Join(ph, ", ")+")")
+	}
+	if f.Saga != "" {
+		args = append(args, f.Saga)
+		where = append(where, "saga = "+s.ph(len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q := fmt.Sprintf("SELECT state FROM %s", s.table)
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += fmt.Sprintf(" ORDER BY updated_at_ns DESC, id LIMIT %d", limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("saga store: list: %w", err)
+	}
+	defer rows.Close()
+	var out []*State
+	for rows.Next() {
+		var data string
+		if err := rows.Scan(&data); err != nil {
+			return nil, fmt.Errorf("saga store: list: %w", err)
+		}
+		st := &State{}
+		if err := json.Unmarshal([]byte(data), st); err != nil {
+			return nil, fmt.Errorf("saga store: list: decode state: %w", err)
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("saga store: list: %w", err)
+	}
+	return out, nil
+}
+
+// Counts returns how many sagas are in each status.
+func (s *Store) Counts(ctx context.Context) (map[Status]int, error) {
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf("SELECT status, COUNT(*) FROM %s GROUP BY status", s.table))
+	if err != nil {
+		return nil, fmt.Errorf("saga store: count: %w", err)
+	}
+	defer rows.Close()
+	out := map[Status]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("saga store: count: %w", err)
+		}
+		out[Status(st)] = n
+	}
+	return out, rows.Err()
+}
+
+// Operator requests, carried out by the running orchestrator.
+const (
+	requestRetry = "retry"
+	requestAbort = "abort:"
+)
+
+// RequestRetry asks the orchestrator to resume a needs-attention saga with a fresh attempt
+// budget. It returns at once; the orchestrator applies it at its next poll (see History).
+func (s *Store) RequestRetry(ctx context.Context, id string) error {
+	return s.request(ctx, id, requestRetry, func(st *State) error {
+		if st.Status != StatusNeedsAttention {
+			if st.Status.Terminal() {
+				return ErrTerminal
+			}
+			return ErrNotParked
+		}
+		return nil
+	})
+}
+
+// RequestAbort asks the orchestrator to compensate a running saga, or to end a parked one as
+// aborted (the operator takes over). A saga past its pivot cannot be aborted.
+func (s *Store) RequestAbort(ctx context.Context, id, reason string) error {
+	return s.request(ctx, id, requestAbort+reason, func(st *State) error {
+		switch {
+		case st.Status.Terminal():
+			return ErrTerminal
+		case st.Status == StatusCompensating:
+			return ErrCompensating
+		case st.Status == StatusRunning && st.PivotPassed:
+			return ErrPastPivot
+		}
+		return nil
+	})
+}
+
+func (s *Store) request(ctx context.Context, id, req string, check func(*State) error) error {
+	st, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := check(st); err != nil {
+		return fmt.Errorf("saga %s is %s: %w", id, st.Status, err)
+	}
+	q := fmt.Sprintf("UPDATE %s SET request = %s, wake_at_ns = 0 WHERE id = %s AND version = %s", s.table, s.ph(1), s.ph(2), s.ph(3))
+	res, err := s.db.ExecContext(ctx, q, req, id, st.Version)
+	if err != nil {
+		return fmt.Errorf("saga %s: request %s: %w", id, req, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("saga %s changed while the request was filed; look again and retry", id)
+	}
+	return nil
+}
+
+// due returns up to limit IDs of sagas whose wake time is at or before now.
+func (s *Store) due(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	q := fmt.Sprintf("SELECT id FROM %s WHERE wake_at_ns IS NOT NULL AND wake_at_ns <= %s ORDER BY wake_at_ns LIMIT %d", s.table, s.ph(1), limit)
+	return s.ids(ctx, q, ns(now))
+}
+
+// active returns up to limit IDs of running or compensating sagas with IDs after the given one.
+func (s *Store) active(ctx context.Context, after string, limit int) ([]string, error) {
+	q := fmt.Sprintf("SELECT id FROM %s WHERE status IN ('running', 'compensating') AND id > %s ORDER BY id LIMIT %d", s.table, s.ph(1), limit)
+	return s.ids(ctx, q, after)
+}
+
+// nextWake returns the earliest wake time in the table, or the zero time.
+func (s *Store) nextWake(ctx context.Context) (time.Time, error) {
+	var w sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(wake_at_ns) FROM %s", s.table)).Scan(&w); err != nil {
+		return time.Time{}, fmt.Errorf("saga store: next wake: %w", err)
+	}
+	if !w.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, w.Int64), nil
+}
+
+func (s *Store) ids(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("saga store: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("saga store: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
