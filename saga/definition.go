@@ -231,13 +231,13 @@ func (d *Definition) Validate() error {
 // spec is the part of a definition the deterministic core needs: names, shape and timings,
 // without the invokers.
 type spec struct {
-	name        string
-	timeout     time.Duration
-	compMax     int
-	stages      [][]int
-	pivot       int
-	steps       []stepSpec
-	stepByName  map[string]int
+	name       string
+	timeout    time.Duration
+	compMax    int
+	stages     [][]int
+	pivot      int
+	steps      []stepSpec
+	stepByName map[string]int
 }
 
 type stepSpec struct {

@@ -689,7 +689,9 @@ func (o *Orchestrator) Abort(ctx context.Context, id, reason string) error {
 }
 
 // Get returns a saga's state.
-func (o *Orchestrator) Get(ctx context.Context, id string) (*State, error) { return o.store.Get(ctx, id) }
+func (o *Orchestrator) Get(ctx context.Context, id string) (*State, error) {
+	return o.store.Get(ctx, id)
+}
 
 // Wake makes Run look for due sagas now (after StartTx committed).
 func (o *Orchestrator) Wake() { o.wakeBy(time.Time{}) }
