@@ -95,6 +95,8 @@ type State struct {
 	Stage       int         `json:"stage"`
 	Steps       []StepState `json:"steps"`
 	PivotPassed bool        `json:"pivotPassed,omitempty"`
+	// PivotReached: the pivot's stage has started, so the saga can no longer be aborted.
+	PivotReached bool `json:"pivotReached,omitempty"`
 	CreatedAt   time.Time   `json:"createdAt"`
 	UpdatedAt   time.Time   `json:"updatedAt"`
 	EndedAt     time.Time   `json:"endedAt,omitzero"`
@@ -150,7 +152,7 @@ var (
 	// ErrTerminal: the saga has already ended.
 	ErrTerminal = errors.New("saga: the saga has ended")
 	// ErrPastPivot: the saga passed its pivot and can only go forward.
-	ErrPastPivot = errors.New("saga: the saga passed its pivot and cannot be aborted; retry it instead")
+	ErrPastPivot = errors.New("saga: the saga has reached its pivot and can only go forward")
 	// ErrNotParked: only a needs-attention saga can be retried.
 	ErrNotParked = errors.New("saga: only a needs-attention saga can be retried")
 	// ErrCompensating: the saga is already compensating.
@@ -203,6 +205,7 @@ func (t *transition) start() {
 func (t *transition) launchStage(k int) {
 	t.st.Stage = k
 	if k == t.sp.pivot {
+		t.st.PivotReached = true
 		t.note(t.sp.stages[k][0], OpAction, 0, "pivot", "")
 	}
 	for _, i := range t.sp.stages[k] {
@@ -312,11 +315,11 @@ func (t *transition) actionFailed(i int, msg string, refused bool) {
 		if t.sp.steps[i].stage == t.sp.pivot {
 			// The pivot has no compensation and its effect is unknown: going back could leave it
 			// applied with everything before it undone. A person decides.
-			t.park(fmt.Sprintf("pivot %q gave up after %d attempts with its outcome unknown: %s", name, ss.Attempt-ss.AttemptBase, msg))
+			t.park(fmt.Sprintf("pivot %q gave up after %s with its outcome unknown: %s", name, attempts(ss.Attempt-ss.AttemptBase), msg))
 			return
 		}
 		ss.Status, ss.EndedAt = StepFailed, t.now
-		t.beginCompensation(fmt.Sprintf("step %q gave up after %d attempts: %s", name, ss.Attempt-ss.AttemptBase, msg))
+		t.beginCompensation(fmt.Sprintf("step %q gave up after %s: %s", name, attempts(ss.Attempt-ss.AttemptBase), msg))
 	default:
 		t.retryLater(i)
 	}
@@ -330,7 +333,7 @@ func (t *transition) compensationFailed(i int, msg string) {
 		return
 	}
 	if ss.Attempt-ss.AttemptBase >= t.sp.compMax {
-		t.park(fmt.Sprintf("compensation of step %q failed %d times: %s", t.sp.steps[i].name, ss.Attempt-ss.AttemptBase, msg))
+		t.park(fmt.Sprintf("compensation of step %q failed %s: %s", t.sp.steps[i].name, times(ss.Attempt-ss.AttemptBase), msg))
 		return
 	}
 	t.retryLater(i)
@@ -497,7 +500,7 @@ func (t *transition) abort(reason string) error {
 	}
 	switch t.st.Status {
 	case StatusRunning:
-		if t.st.PivotPassed || (t.sp.pivot >= 0 && t.st.Stage >= t.sp.pivot) {
+		if t.st.PivotPassed || t.st.PivotReached {
 			return ErrPastPivot
 		}
 		t.beginCompensation("aborted by operator: " + reason)
@@ -540,4 +543,23 @@ func (t *transition) retry() error {
 	}
 	t.advance()
 	return nil
+}
+
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// Statuses lists every saga status, in lifecycle order.
+func Statuses() []Status {
+	return []Status{StatusRunning, StatusCompensating, StatusNeedsAttention, StatusCompleted, StatusCompensated, StatusAborted}
 }

@@ -267,7 +267,7 @@ func (o *Orchestrator) StartTx(ctx context.Context, tx *sql.Tx, sagaName, id str
 		return err
 	}
 	if len(funcs) > 0 {
-		if err := o.store.setWake(ctx, tx, id, o.clk.Now()); err != nil {
+		if err := o.store.setWake(ctx, tx, &lockedRow{st: &State{ID: id}}, o.clk.Now()); err != nil {
 			return err
 		}
 	}
@@ -451,6 +451,9 @@ func (o *Orchestrator) update(ctx context.Context, id string, dispatchAll bool, 
 		return nil, err
 	}
 	w := wake(sp, row.st)
+	if row.request != "" && !row.consumed {
+		w = time.Unix(0, 0) // the request is still due
+	}
 	changed := len(t.log) > 0
 	if changed {
 		row.st.Version = before + 1
@@ -458,8 +461,8 @@ func (o *Orchestrator) update(ctx context.Context, id string, dispatchAll bool, 
 		if err := o.store.save(ctx, tx, row, w, t.log); err != nil {
 			return nil, err
 		}
-	} else if row.request != "" || row.wakeAt.Valid != !w.IsZero() || (row.wakeAt.Valid && row.wakeAt.Int64 != w.UnixNano()) {
-		if err := o.store.setWake(ctx, tx, id, w); err != nil {
+	} else if row.consumed || row.wakeAt.Valid != !w.IsZero() || (row.wakeAt.Valid && row.wakeAt.Int64 != w.UnixNano()) {
+		if err := o.store.setWake(ctx, tx, row, w); err != nil {
 			return nil, err
 		}
 	} else {
@@ -662,6 +665,7 @@ func (o *Orchestrator) Tick(ctx context.Context) (int, error) {
 
 // applyDue applies an operator request, or the passage of time.
 func (o *Orchestrator) applyDue(t *transition, row *lockedRow) error {
+	row.consumed = row.request != ""
 	switch {
 	case row.request == requestRetry:
 		if err := t.retry(); err != nil {

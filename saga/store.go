@@ -70,6 +70,7 @@ func (s *Store) Schema() []string {
 	wake_at_ns BIGINT,
 	request %s,
 	version BIGINT NOT NULL,
+	log_seq BIGINT NOT NULL,
 	created_at_ns BIGINT NOT NULL,
 	updated_at_ns BIGINT NOT NULL
 )`, s.table, text, text, text, text, text),
@@ -135,9 +136,9 @@ func (s *Store) insert(ctx context.Context, tx querier, st *State, wakeAt time.T
 	if err != nil {
 		return fmt.Errorf("saga %s: encode state: %w", st.ID, err)
 	}
-	q := fmt.Sprintf("INSERT INTO %s (id, saga, status, state, wake_at_ns, version, created_at_ns, updated_at_ns) VALUES ", s.table) +
-		s.q("(%s, %s, %s, %s, %s, %s, %s, %s)", 8)
-	if _, err := tx.ExecContext(ctx, q, st.ID, st.Saga, string(st.Status), string(data), nullNS(wakeAt), st.Version, ns(st.CreatedAt), ns(st.UpdatedAt)); err != nil {
+	q := fmt.Sprintf("INSERT INTO %s (id, saga, status, state, wake_at_ns, version, log_seq, created_at_ns, updated_at_ns) VALUES ", s.table) +
+		s.q("(%s, %s, %s, %s, %s, %s, %s, %s, %s)", 9)
+	if _, err := tx.ExecContext(ctx, q, st.ID, st.Saga, string(st.Status), string(data), nullNS(wakeAt), st.Version, len(log), ns(st.CreatedAt), ns(st.UpdatedAt)); err != nil {
 		return fmt.Errorf("saga %s: insert: %w", st.ID, err)
 	}
 	return s.appendLog(ctx, tx, st.ID, 0, log)
@@ -147,20 +148,22 @@ func (s *Store) insert(ctx context.Context, tx querier, st *State, wakeAt time.T
 type lockedRow struct {
 	st      *State
 	request string
+	// consumed: the operator request was applied (or rejected) in this change, so save clears it.
+	consumed bool
 	wakeAt  sql.NullInt64
 	logSeq  int64
 }
 
 // load reads a saga inside tx, locking its row on PostgreSQL.
 func (s *Store) load(ctx context.Context, tx querier, id string) (*lockedRow, error) {
-	q := fmt.Sprintf("SELECT state, request, wake_at_ns, (SELECT COUNT(*) FROM %s WHERE saga_id = %s) FROM %s WHERE id = %s", s.log, s.ph(1), s.table, s.ph(2))
+	q := fmt.Sprintf("SELECT state, request, wake_at_ns, log_seq FROM %s WHERE id = %s", s.table, s.ph(1))
 	if s.d == Postgres {
 		q += " FOR UPDATE"
 	}
 	var data string
 	var req sql.NullString
 	row := &lockedRow{}
-	if err := tx.QueryRowContext(ctx, q, id, id).Scan(&data, &req, &row.wakeAt, &row.logSeq); err != nil {
+	if err := tx.QueryRowContext(ctx, q, id).Scan(&data, &req, &row.wakeAt, &row.logSeq); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("saga %s: %w", id, ErrNotFound)
 		}
@@ -174,28 +177,53 @@ func (s *Store) load(ctx context.Context, tx querier, id string) (*lockedRow, er
 	return row, nil
 }
 
-// save writes a changed saga and appends its history; it clears any operator request.
+// save writes a changed saga and appends its history; it clears the operator request if the
+// change consumed it.
 func (s *Store) save(ctx context.Context, tx querier, row *lockedRow, wakeAt time.Time, log []LogEntry) error {
 	st := row.st
 	data, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("saga %s: encode state: %w", st.ID, err)
 	}
-	q := fmt.Sprintf("UPDATE %s SET status = %s, state = %s, wake_at_ns = %s, request = NULL, version = %s, updated_at_ns = %s WHERE id = %s",
-		s.table, s.ph(1), s.ph(2), s.ph(3), s.ph(4), s.ph(5), s.ph(6))
-	if _, err := tx.ExecContext(ctx, q, string(st.Status), string(data), nullNS(wakeAt), st.Version, ns(st.UpdatedAt), st.ID); err != nil {
+	q := fmt.Sprintf("UPDATE %s SET status = %s, state = %s, wake_at_ns = %s,%s version = %s, log_seq = %s, updated_at_ns = %s WHERE id = %s",
+		s.table, s.ph(1), s.ph(2), s.ph(3), clearRequest(row), s.ph(4), s.ph(5), s.ph(6), s.ph(7))
+	if _, err := tx.ExecContext(ctx, q, string(st.Status), string(data), nullNS(wakeAt), st.Version, row.logSeq+int64(len(log)), ns(st.UpdatedAt), st.ID); err != nil {
 		return fmt.Errorf("saga %s: save: %w", st.ID, err)
 	}
 	return s.appendLog(ctx, tx, st.ID, row.logSeq, log)
 }
 
-// setWake changes only a saga's wake time (and clears a request).
-func (s *Store) setWake(ctx context.Context, tx querier, id string, wakeAt time.Time) error {
-	q := fmt.Sprintf("UPDATE %s SET wake_at_ns = %s, request = NULL WHERE id = %s", s.table, s.ph(1), s.ph(2))
-	if _, err := tx.ExecContext(ctx, q, nullNS(wakeAt), id); err != nil {
-		return fmt.Errorf("saga %s: set wake time: %w", id, err)
+// setWake changes only a saga's wake time (and clears a consumed request).
+func (s *Store) setWake(ctx context.Context, tx querier, row *lockedRow, wakeAt time.Time) error {
+	q := fmt.Sprintf("UPDATE %s SET%s wake_at_ns = %s WHERE id = %s", s.table, clearRequest(row), s.ph(1), s.ph(2))
+	if _, err := tx.ExecContext(ctx, q, nullNS(wakeAt), row.st.ID); err != nil {
+		return fmt.Errorf("saga %s: set wake time: %w", row.st.ID, err)
 	}
 	return nil
+}
+
+func clearRequest(row *lockedRow) string {
+	if row != nil && row.consumed {
+		return " request = NULL,"
+	}
+	return ""
+}
+
+// PendingRequest returns the operator request filed for a saga and not yet carried out
+// ("retry", "abort: reason"), or "".
+func (s *Store) PendingRequest(ctx context.Context, id string) (string, error) {
+	var req sql.NullString
+	q := fmt.Sprintf("SELECT request FROM %s WHERE id = %s", s.table, s.ph(1))
+	if err := s.db.QueryRowContext(ctx, q, id).Scan(&req); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", fmt.Errorf("saga %s: %w", id, ErrNotFound)
+		}
+		return "", fmt.Errorf("saga %s: pending request: %w", id, err)
+	}
+	if strings.HasPrefix(req.String, requestAbort) {
+		return "abort: " + strings.TrimPrefix(req.String, requestAbort), nil
+	}
+	return req.String, nil
 }
 
 func (s *Store) appendLog(ctx context.Context, tx querier, id string, seq int64, log []LogEntry) error {
@@ -373,7 +401,7 @@ func (s *Store) RequestAbort(ctx context.Context, id, reason string) error {
 			return ErrTerminal
 		case st.Status == StatusCompensating:
 			return ErrCompensating
-		case st.Status == StatusRunning && st.PivotPassed:
+		case st.Status == StatusRunning && (st.PivotPassed || st.PivotReached):
 			return ErrPastPivot
 		}
 		return nil

@@ -56,6 +56,7 @@ Exit codes: 0 ok, 1 findings at or above --fail-on, 2 usage or input error.`,
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "print more detail (skipped manifest objects, sources)")
 	pf.StringVar(&a.failOn, "fail-on", "error", "exit 1 when findings at or above this severity exist: error, warning, info or none")
 	root.AddCommand(a.versionCommand(), a.modelCommand(), a.reviewCommand(), a.adviseCommand())
+	root.AddCommand(a.sagaCommand())
 	return root
 }
 
