@@ -96,11 +96,11 @@ type State struct {
 	Steps       []StepState `json:"steps"`
 	PivotPassed bool        `json:"pivotPassed,omitempty"`
 	// PivotReached: the pivot's stage has started, so the saga can no longer be aborted.
-	PivotReached bool `json:"pivotReached,omitempty"`
-	CreatedAt   time.Time   `json:"createdAt"`
-	UpdatedAt   time.Time   `json:"updatedAt"`
-	EndedAt     time.Time   `json:"endedAt,omitzero"`
-	Deadline    time.Time   `json:"deadline,omitzero"`
+	PivotReached bool      `json:"pivotReached,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	EndedAt      time.Time `json:"endedAt,omitzero"`
+	Deadline     time.Time `json:"deadline,omitzero"`
 	// Reason says why the saga compensated, was parked or aborted.
 	Reason string `json:"reason,omitempty"`
 	// ParkedFrom is the status a needs-attention saga resumes on retry.

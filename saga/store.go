@@ -150,8 +150,8 @@ type lockedRow struct {
 	request string
 	// consumed: the operator request was applied (or rejected) in this change, so save clears it.
 	consumed bool
-	wakeAt  sql.NullInt64
-	logSeq  int64
+	wakeAt   sql.NullInt64
+	logSeq   int64
 }
 
 // load reads a saga inside tx, locking its row on PostgreSQL.
