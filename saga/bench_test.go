@@ -104,7 +104,9 @@ func benchSagas(b *testing.B, od, pd *orchDB, bus messaging.Broker) {
 	if pd.dialect == Postgres {
 		ob.Name, ob.Channel = pd.table+"_outbox", pd.table+"_ch"
 	}
-	p, err := NewParticipant(ParticipantConfig{DB: pd.db, Dialect: pd.dialect, BarrierTable: pd.table + "_barrier", Outbox: ob})
+	var written func()
+	p, err := NewParticipant(ParticipantConfig{DB: pd.db, Dialect: pd.dialect, BarrierTable: pd.table + "_barrier", Outbox: ob,
+		ReplyWritten: func() { written() }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,12 +137,8 @@ func benchSagas(b *testing.B, od, pd *orchDB, bus messaging.Broker) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := p.Handler()
-	sub, err := bus.Subscribe(ctx, messaging.SubscribeConfig{Topic: topic, Group: "participant", Concurrency: 64}, func(ctx context.Context, msg *messaging.Message) error {
-		err := h(ctx, msg)
-		relay.Wake()
-		return err
-	})
+	written = relay.Wake
+	sub, err := bus.Subscribe(ctx, messaging.SubscribeConfig{Topic: topic, Group: "participant", Concurrency: 64}, p.Handler())
 	if err != nil {
 		b.Fatal(err)
 	}

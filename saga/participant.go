@@ -52,6 +52,10 @@ type ParticipantConfig struct {
 	// HTTPMaxBody is the largest request body HTTPHandler reads, in bytes. Zero means
 	// DefaultHTTPMaxBody.
 	HTTPMaxBody int64
+	// ReplyWritten, when set, is called after a transaction that wrote a reply to the outbox
+	// committed: pass the outbox relay's Wake so replies go out at once instead of at the relay's
+	// next poll (PostgreSQL relays are woken by NOTIFY anyway).
+	ReplyWritten func()
 }
 
 // Participant serves the steps a service takes part in, over messaging (Command steps: Handler)
@@ -73,6 +77,7 @@ type Participant struct {
 	log       *slog.Logger
 	txOpts    *sql.TxOptions
 	maxBody   int64
+	written   func()
 
 	mu    sync.RWMutex
 	steps map[string]stepHandlers
@@ -117,6 +122,7 @@ func NewParticipant(cfg ParticipantConfig) (*Participant, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Participant{
+		written:   cfg.ReplyWritten,
 		db:        cfg.DB,
 		barrier:   b,
 		outbox:    cfg.Outbox,
@@ -284,6 +290,9 @@ func (p *Participant) serveCommand(ctx context.Context, req *Request, fn func(co
 	done = true
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("saga participant: %s attempt %d: commit: %w", k, req.Attempt, err)
+	}
+	if p.written != nil {
+		p.written()
 	}
 	return nil
 }
