@@ -252,6 +252,7 @@ func (o *Orchestrator) Start(ctx context.Context, sagaName, id string, input any
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("saga %s: commit: %w", id, err)
 	}
+	o.store.warm(ctx)
 	o.committed(st, log, funcs)
 	return nil
 }
@@ -290,7 +291,7 @@ func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, sagaName, id strin
 		return nil, nil, nil, fmt.Errorf("saga %s: input: %w", id, err)
 	}
 	var exists int
-	err = tx.QueryRowContext(ctx, fmt.Sprintf("SELECT 1 FROM %s WHERE id = %s", o.store.table, o.store.ph(1)), id).Scan(&exists)
+	err = o.store.in(tx).QueryRowContext(ctx, fmt.Sprintf("SELECT 1 FROM %s WHERE id = %s", o.store.table, o.store.ph(1)), id).Scan(&exists)
 	if err == nil {
 		return nil, nil, nil, fmt.Errorf("saga %s: %w", id, ErrExists)
 	}
@@ -306,7 +307,7 @@ func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, sagaName, id strin
 		return nil, nil, nil, err
 	}
 	st.Version = 1
-	if err := o.store.insert(ctx, tx, st, wake(sp, st), t.log); err != nil {
+	if err := o.store.insert(ctx, o.store.in(tx), st, wake(sp, st), t.log); err != nil {
 		return nil, nil, nil, err
 	}
 	return funcs, st, t.log, nil
@@ -429,7 +430,7 @@ func (o *Orchestrator) update(ctx context.Context, id string, dispatchAll bool, 
 		return nil, fmt.Errorf("saga %s: begin: %w", id, err)
 	}
 	defer tx.Rollback()
-	row, err := o.store.load(ctx, tx, id)
+	row, err := o.store.load(ctx, o.store.in(tx), id)
 	if err != nil {
 		return nil, err
 	}
@@ -458,11 +459,11 @@ func (o *Orchestrator) update(ctx context.Context, id string, dispatchAll bool, 
 	if changed {
 		row.st.Version = before + 1
 		row.st.UpdatedAt = now
-		if err := o.store.save(ctx, tx, row, w, t.log); err != nil {
+		if err := o.store.save(ctx, o.store.in(tx), row, w, t.log); err != nil {
 			return nil, err
 		}
 	} else if row.consumed || row.wakeAt.Valid != !w.IsZero() || (row.wakeAt.Valid && row.wakeAt.Int64 != w.UnixNano()) {
-		if err := o.store.setWake(ctx, tx, row, w); err != nil {
+		if err := o.store.setWake(ctx, o.store.in(tx), row, w); err != nil {
 			return nil, err
 		}
 	} else {
@@ -478,6 +479,7 @@ func (o *Orchestrator) update(ctx context.Context, id string, dispatchAll bool, 
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("saga %s: commit: %w", id, err)
 	}
+	o.store.warm(ctx)
 	if changed {
 		o.committed(row.st, t.log, funcs)
 	}
