@@ -162,11 +162,24 @@ func TestSagaTransferWhileOrchestratorDown(t *testing.T) {
 		t.Fatalf("at the end of the outage %d is in flight, want 40 (the debit without its credit)", inFlight)
 	}
 
-	// The orchestrator comes back: Run resumes the saga (the debit is invoked again and the
-	// barrier answers with its stored outcome), then the credit runs.
+	// The orchestrator comes back: Run resumes the saga. The debit's attempt timed out during
+	// the outage, so it is invoked again after its backoff and the barrier answers with the
+	// stored outcome instead of debiting twice; then the credit runs.
 	down.Store(false)
 	r3 := startRunner(t, cfg, clk)
-	st := r3.await(t, "t-saga", StatusCompleted)
+	var st *State
+	for i := 0; ; i++ {
+		st, _ = r3.o.Get(ctx, "t-saga")
+		if st != nil && st.Status == StatusCompleted {
+			break
+		}
+		if i == 2000 {
+			t.Fatalf("saga not completed after the restart: %+v", st)
+		}
+		clk.Advance(100 * time.Millisecond)
+		r3.o.Wake()
+		time.Sleep(5 * time.Millisecond) // let the resumed invocations run (no timeout waits on this)
+	}
 	if got := total(); got != 255 {
 		t.Fatalf("after recovery: total %d, want 255", got)
 	}
@@ -176,8 +189,8 @@ func TestSagaTransferWhileOrchestratorDown(t *testing.T) {
 	if alice != 50 || bob != 155 {
 		t.Fatalf("alice %d, bob %d; want 50, 155", alice, bob)
 	}
-	if st.Step("debit").ActionAttempts != 1 {
-		t.Fatalf("debit attempts %d, want 1 (re-invoked in the same attempt after the restart)", st.Step("debit").ActionAttempts)
+	if n := st.Step("debit").ActionAttempts; n < 1 || n > 2 {
+		t.Fatalf("debit attempts %d, want 1 or 2 (resumed in the same attempt, or retried once after it timed out)", n)
 	}
 	t.Logf("orchestrator down %v after the debit: %d operations blocked (slowest %v of wall time, no lock held between steps); "+
 		"a concurrent transfer on the same accounts completed during the outage; 40 was visibly in flight for the whole %v "+

@@ -22,6 +22,7 @@ const (
 	DefaultName             = "faultline-saga"
 	DefaultPollInterval     = time.Second
 	DefaultReplyConcurrency = 16
+	DefaultShutdownTimeout  = 10 * time.Second
 	// DefaultReplyTopicPrefix + Config.Name is where participants send replies.
 	DefaultReplyTopicPrefix = "faultline.saga.replies."
 )
@@ -59,6 +60,9 @@ type Config struct {
 	// relay's defaults.
 	RelayBatchSize    int
 	RelayPollInterval time.Duration
+	// ShutdownTimeout is how long Run, once its context ends, lets the reply handlers in flight
+	// finish before it cancels them. Zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 	// Clock is the time source. Nil means clock.Real().
 	Clock clock.Clock
 	// Seed drives the backoff jitter. Zero draws a random seed, reported by Seed().
@@ -127,6 +131,9 @@ func NewOrchestrator(cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()
@@ -749,7 +756,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			return fmt.Errorf("saga orchestrator: subscribe to replies: %w", err)
 		}
 		defer func() {
-			cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+			cctx, ccancel := context.WithTimeout(context.Background(), o.cfg.ShutdownTimeout)
 			defer ccancel()
 			_ = sub.Close(cctx)
 		}()

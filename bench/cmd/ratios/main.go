@@ -25,7 +25,7 @@ const self = "faultline"
 
 // peers are the columns, in order (only those present in the input are shown); a row lacking one
 // shows "–".
-var peers = []string{"gobreaker", "failsafe", "watermill"}
+var peers = []string{"gobreaker", "failsafe", "watermill", "dtm"}
 
 type sample struct{ ns, bytes, allocs []float64 }
 
