@@ -4,15 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
-
+	"github.com/faultline-dev/faultline/internal/testkit"
 	"github.com/faultline-dev/faultline/messaging"
 )
 
@@ -88,12 +85,7 @@ func (b *backend) ph(n int) string {
 
 func newSQLite(t testing.TB) *backend {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "outbox.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testkit.SQLite(t, filepath.Join(t.TempDir(), "outbox.db"), 0)
 	tbl := Table{Dialect: SQLite, Name: "outbox"}
 	if err := tbl.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
@@ -110,39 +102,12 @@ func newSQLite(t testing.TB) *backend {
 	}}
 }
 
-func postgresURL() string {
-	if u := os.Getenv("FAULTLINE_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
-
 // newPostgres returns a backend in a schema of its own, or skips when PostgreSQL is unreachable
 // (fails instead under FAULTLINE_REQUIRE_SERVICES=1).
 func newPostgres(t testing.TB) *backend {
 	t.Helper()
-	db, err := sql.Open("pgx", postgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		if os.Getenv("FAULTLINE_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s unreachable: %v", postgresURL(), err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set FAULTLINE_REQUIRE_SERVICES=1 to fail): %v", postgresURL(), err)
-	}
-	db.SetMaxOpenConns(40)
-	schema := "outbox_test_" + messaging.NewID()[:12]
-	if _, err := db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		db.Close()
-	})
+	db := testkit.Postgres(t, 40)
+	schema := testkit.Schema(t, db, "outbox_test_")
 	tbl := Table{Dialect: Postgres, Name: schema + ".outbox", Channel: schema}
 	if err := tbl.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)

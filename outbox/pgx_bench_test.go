@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/faultline-dev/faultline/internal/testkit"
 	"github.com/faultline-dev/faultline/messaging"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestAddPgx(t *testing.T) {
 	b := newPostgres(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, postgresURL())
+	conn, err := pgx.Connect(ctx, testkit.PostgresURL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "modernc.org/sqlite"             // database/sql driver "sqlite"
-
 	"github.com/faultline-dev/faultline/clock"
-	"github.com/faultline-dev/faultline/messaging"
+	"github.com/faultline-dev/faultline/internal/testkit"
 )
 
 // Test helpers shared by barrier_test.go, participant_test.go and httpstep_test.go (prefixed
@@ -71,53 +67,16 @@ func (b *barDB) count(t testing.TB, q string, args ...any) int {
 
 func openBarSQLite(t testing.TB) *barDB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "participant.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(8)
-	t.Cleanup(func() { db.Close() })
+	db := testkit.SQLite(t, filepath.Join(t.TempDir(), "participant.db"), 8)
 	return &barDB{name: "sqlite", db: db, d: SQLite}
-}
-
-func barPostgresURL() string {
-	if u := os.Getenv("FAULTLINE_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 }
 
 // openBarPostgres returns a database in a schema of its own, or skips when PostgreSQL is
 // unreachable (fails instead under FAULTLINE_REQUIRE_SERVICES=1).
 func openBarPostgres(t testing.TB) *barDB {
 	t.Helper()
-	db, err := sql.Open("pgx", barPostgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		if os.Getenv("FAULTLINE_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s unreachable and FAULTLINE_REQUIRE_SERVICES=1: %v", barPostgresURL(), err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set FAULTLINE_REQUIRE_SERVICES=1 to fail): %v", barPostgresURL(), err)
-	}
-	db.SetMaxOpenConns(32)
-	schema := "saga_bar_" + messaging.NewID()[:12]
-	if _, err := db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-		db.Close()
-	})
-	return &barDB{name: "postgres", db: db, d: Postgres, schema: schema}
+	db := testkit.Postgres(t, 32)
+	return &barDB{name: "postgres", db: db, d: Postgres, schema: testkit.Schema(t, db, "saga_bar_")}
 }
 
 // eachBarDB runs f on SQLite and on PostgreSQL.

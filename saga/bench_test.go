@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/messaging"
+	"github.com/faultline-dev/faultline/internal/testkit"
 	"github.com/faultline-dev/faultline/messaging/natsbus"
 	"github.com/faultline-dev/faultline/outbox"
 )
@@ -30,11 +31,7 @@ func BenchmarkSagaThroughput(b *testing.B) {
 	b.Run("sqlite+embedded-nats", func(b *testing.B) {
 		dir := b.TempDir()
 		open := func(name string) *orchDB {
-			db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, name)+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { db.Close() })
+			db := testkit.SQLite(b, filepath.Join(dir, name), 0)
 			return &orchDB{name: "sqlite", db: db, dialect: SQLite, table: DefaultTable}
 		}
 		bus, err := natsbus.Open(context.Background(), natsbus.Config{StoreDir: filepath.Join(dir, "nats"), NoListen: true})

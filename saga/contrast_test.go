@@ -31,7 +31,6 @@ func TestSagaTransferWhileOrchestratorDown(t *testing.T) {
 	dir := t.TempDir()
 	bank := func(name string, accounts map[string]int) (*sql.DB, *Barrier) {
 		db := openSimDB(t, filepath.Join(dir, name+".db"))
-		t.Cleanup(func() { db.Close() })
 		mustExec(t, db, "CREATE TABLE accounts (id TEXT PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))")
 		for id, b := range accounts {
 			mustExec(t, db, fmt.Sprintf("INSERT INTO accounts VALUES ('%s', %d)", id, b))

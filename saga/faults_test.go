@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/clock"
+	"github.com/faultline-dev/faultline/internal/testkit"
 	"github.com/faultline-dev/faultline/messaging"
 	"github.com/faultline-dev/faultline/outbox"
 )
@@ -133,12 +134,7 @@ type simOrder struct {
 }
 
 func openSimDB(t testing.TB, path string) *sql.DB {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(OFF)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.SetMaxOpenConns(1)
-	return db
+	return testkit.SQLite(t, path, 1)
 }
 
 func mustExec(t testing.TB, db *sql.DB, qs ...string) {
@@ -216,9 +212,9 @@ func newSimShop(t testing.TB, seed uint64) *simShop {
 }
 
 func (s *simShop) close() {
-	s.orderDB.Close()
-	s.invDB.Close()
-	s.payDB.Close()
+	for _, db := range []*sql.DB{s.orderDB, s.invDB, s.payDB} {
+		db.Close() // now: 10,000 schedules must not keep 30,000 files open until the test ends
+	}
 	os.RemoveAll(s.dir)
 }
 

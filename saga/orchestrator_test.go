@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
-
 	"github.com/faultline-dev/faultline/clock"
+	"github.com/faultline-dev/faultline/internal/testkit"
 )
 
 // orchDB is a database for orchestrator tests: a SQLite file, or PostgreSQL with a fresh table
@@ -31,44 +28,22 @@ type orchDB struct {
 
 func orchSQLite(t testing.TB) *orchDB {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "saga.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(30000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testkit.SQLite(t, filepath.Join(t.TempDir(), "saga.db"), 0)
 	return &orchDB{name: "sqlite", db: db, dialect: SQLite, table: DefaultTable}
-}
-
-func orchPostgresURL() string {
-	if u := os.Getenv("FAULTLINE_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 }
 
 var orchTableSeq atomic.Int64
 
+// orchPostgres returns the test PostgreSQL with a fresh table prefix, or skips when it is
+// unreachable (fails instead under FAULTLINE_REQUIRE_SERVICES=1).
 func orchPostgres(t testing.TB) *orchDB {
 	t.Helper()
-	db, err := sql.Open("pgx", orchPostgresURL())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		err = db.PingContext(ctx)
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("FAULTLINE_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s unreachable: %v", orchPostgresURL(), err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set FAULTLINE_REQUIRE_SERVICES=1 to fail): %v", orchPostgresURL(), err)
-	}
+	db := testkit.Postgres(t, 0)
 	table := fmt.Sprintf("saga_t%d_%d", time.Now().UnixNano()%1e9, orchTableSeq.Add(1))
 	t.Cleanup(func() {
 		for _, s := range []string{table, table + "_log", table + "_outbox"} {
 			db.Exec("DROP TABLE IF EXISTS " + s + " CASCADE")
 		}
-		db.Close()
 	})
 	return &orchDB{name: "postgres", db: db, dialect: Postgres, table: table}
 }

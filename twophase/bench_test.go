@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/faultline-dev/faultline/internal/testkit"
 )
 
 // benchSetup opens a coordinator and two participants, on the wall clock, talking in-process:
@@ -24,12 +26,7 @@ func benchSetup(b *testing.B, dialect Dialect) (*Coordinator, *Participant, *Par
 		if pg != nil {
 			return pg.open(b, name)
 		}
-		db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(dir, name+".db")))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		return db, name
+		return testkit.SQLite(b, filepath.Join(dir, name+".db"), 0), name
 	}
 	parts := map[string]*Participant{}
 	for _, name := range []string{"bank_a", "bank_b"} {

@@ -2,12 +2,9 @@ package twophase
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -16,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite"
-
 	"github.com/faultline-dev/faultline/clock"
+	"github.com/faultline-dev/faultline/internal/testkit"
 )
 
 // testTimeout bounds every test's context: a safety net against a hang, never a wait.
@@ -41,10 +36,6 @@ type backend struct {
 	fresh func(t testing.TB) *backend
 }
 
-func sqliteDSN(path string) string {
-	return "file:" + path + "?_pragma=busy_timeout(20000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-}
-
 // sqliteBackend gives every node its own SQLite file in a temporary directory.
 func sqliteBackend(t testing.TB) *backend {
 	dir := t.TempDir()
@@ -56,11 +47,7 @@ func sqliteBackend(t testing.TB) *backend {
 		if db := dbs[node]; db != nil {
 			return db, "tp"
 		}
-		db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(dir, node+".db")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
+		db := testkit.SQLite(t, filepath.Join(dir, node+".db"), 0)
 		dbs[node] = db
 		return db, "tp"
 	}}
@@ -69,53 +56,18 @@ func sqliteBackend(t testing.TB) *backend {
 // sqliteOneFileBackend keeps every node's tables in one SQLite file (prefixed by the node's
 // name): cheaper to set up, for tests that build hundreds of clusters.
 func sqliteOneFileBackend(t testing.TB) *backend {
-	db, err := sql.Open("sqlite", sqliteDSN(filepath.Join(t.TempDir(), "cluster.db")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testkit.SQLite(t, filepath.Join(t.TempDir(), "cluster.db"), 0)
 	return &backend{name: "sqlite", dialect: SQLite, fresh: sqliteOneFileBackend, open: func(t testing.TB, node string) (*sql.DB, string) {
 		return db, strings.ReplaceAll(node, "-", "_")
 	}}
-}
-
-func postgresURL() string {
-	if u := os.Getenv("FAULTLINE_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 }
 
 // postgresBackend puts every node's tables in one schema of their own, or skips when PostgreSQL
 // is unreachable (fails instead under FAULTLINE_REQUIRE_SERVICES=1).
 func postgresBackend(t testing.TB) *backend {
 	t.Helper()
-	db, err := sql.Open("pgx", postgresURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		if os.Getenv("FAULTLINE_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("PostgreSQL at %s unreachable: %v", postgresURL(), err)
-		}
-		t.Skipf("PostgreSQL at %s unreachable (set FAULTLINE_REQUIRE_SERVICES=1 to fail): %v", postgresURL(), err)
-	}
-	db.SetMaxOpenConns(20)
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	schema := "twophase_test_" + hex.EncodeToString(b)
-	if _, err := db.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		db.Close()
-	})
+	db := testkit.Postgres(t, 20)
+	schema := testkit.Schema(t, db, "twophase_test_")
 	return &backend{name: "postgres", dialect: Postgres, fresh: postgresBackend, open: func(t testing.TB, node string) (*sql.DB, string) {
 		return db, schema + "." + strings.ReplaceAll(node, "-", "_")
 	}}

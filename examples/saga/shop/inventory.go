@@ -61,21 +61,6 @@ func (s *InventoryService) Restock(ctx context.Context, sku string, qty int) err
 	return nil
 }
 
-// Run serves reserve-stock commands and relays the replies until ctx ends; see OrderService.Run
-// for what stopping means. It returns ctx's error.
-func (s *InventoryService) Run(ctx context.Context) error { return s.run(ctx) }
-
-// Ready is closed once Run has subscribed to the command topic.
-func (s *InventoryService) Ready() <-chan struct{} { return s.ready }
-
-// BarrierCounts returns how many barrier rows the service has in each status (see
-// saga.BarrierStatus).
-func (s *InventoryService) BarrierCounts(ctx context.Context) (map[string]int, error) {
-	return s.barrierCounts(ctx)
-}
-
-// Close closes the database. Call it after Run returned.
-func (s *InventoryService) Close() error { return s.db.Close() }
 
 func (s *InventoryService) reserve(ctx context.Context, tx *sql.Tx, req *saga.Request) (json.RawMessage, error) {
 	o, err := orderOf(req)

@@ -79,10 +79,11 @@ func (p *participant) migrate(ctx context.Context, schema ...string) error {
 	return nil
 }
 
-// run subscribes the participant to its command topic and relays its outbox until ctx ends.
+// Run subscribes the participant to its command topic and relays its outbox until ctx ends.
 // Then it closes the subscription without waiting: handlers in flight are cancelled, their
-// transactions roll back and the broker delivers those commands again, as after a crash.
-func (p *participant) run(ctx context.Context) error {
+// transactions roll back and the broker delivers those commands again, as after a crash. It
+// returns ctx's error.
+func (p *participant) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("%s service: Run called twice (start a new instance instead)", p.svc)
 	}
@@ -106,8 +107,15 @@ func (p *participant) run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// barrierCounts returns how many barrier rows the service has in each status: operations applied,
-// refused, compensations with nothing to undo, and actions fenced off by their compensation.
-func (p *participant) barrierCounts(ctx context.Context) (map[string]int, error) {
+// Ready is closed once Run has subscribed to the command topic.
+func (p *participant) Ready() <-chan struct{} { return p.ready }
+
+// Close closes the database. Call it after Run returned.
+func (p *participant) Close() error { return p.db.Close() }
+
+// BarrierCounts returns how many barrier rows the service has in each status (see
+// saga.BarrierStatus): operations applied, refused, compensations with nothing to undo, and
+// actions fenced off by their compensation.
+func (p *participant) BarrierCounts(ctx context.Context) (map[string]int, error) {
 	return countBy(ctx, p.db, "SELECT status, COUNT(*) FROM "+p.cfg.Store.barrierTable(p.svc)+" GROUP BY status")
 }

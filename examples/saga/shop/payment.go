@@ -63,21 +63,6 @@ func (s *PaymentService) Deposit(ctx context.Context, account string, amount int
 	return nil
 }
 
-// Run serves charge-payment commands and relays the replies until ctx ends; see
-// OrderService.Run for what stopping means. It returns ctx's error.
-func (s *PaymentService) Run(ctx context.Context) error { return s.run(ctx) }
-
-// Ready is closed once Run has subscribed to the command topic.
-func (s *PaymentService) Ready() <-chan struct{} { return s.ready }
-
-// BarrierCounts returns how many barrier rows the service has in each status (see
-// saga.BarrierStatus).
-func (s *PaymentService) BarrierCounts(ctx context.Context) (map[string]int, error) {
-	return s.barrierCounts(ctx)
-}
-
-// Close closes the database. Call it after Run returned.
-func (s *PaymentService) Close() error { return s.db.Close() }
 
 // The customer's row is always locked before the merchant's (charge and refund alike), so two
 // transactions on PostgreSQL never wait for each other in a cycle.
