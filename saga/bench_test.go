@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline-dev/faultline/messaging"
 	"github.com/faultline-dev/faultline/internal/testkit"
+	"github.com/faultline-dev/faultline/messaging"
 	"github.com/faultline-dev/faultline/messaging/natsbus"
 	"github.com/faultline-dev/faultline/outbox"
 )

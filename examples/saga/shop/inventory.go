@@ -61,7 +61,6 @@ func (s *InventoryService) Restock(ctx context.Context, sku string, qty int) err
 	return nil
 }
 
-
 func (s *InventoryService) reserve(ctx context.Context, tx *sql.Tx, req *saga.Request) (json.RawMessage, error) {
 	o, err := orderOf(req)
 	if err != nil {

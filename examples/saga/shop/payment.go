@@ -63,7 +63,6 @@ func (s *PaymentService) Deposit(ctx context.Context, account string, amount int
 	return nil
 }
 
-
 // The customer's row is always locked before the merchant's (charge and refund alike), so two
 // transactions on PostgreSQL never wait for each other in a cycle.
 
