@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/faultline-dev/faultline/internal/sqlmigrate"
 	"github.com/faultline-dev/faultline/messaging"
 )
 
@@ -197,22 +198,7 @@ func (t Table) Migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("outbox: migrate %s: %w", t.Name, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if t.Dialect == Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "faultline_outbox_migrate:"+t.Name); err != nil {
-			return fmt.Errorf("outbox: migrate %s: %w", t.Name, err)
-		}
-	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("outbox: migrate %s: %w", t.Name, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlmigrate.Apply(ctx, db, t.Dialect == Postgres, "faultline_outbox_migrate:"+t.Name, stmts); err != nil {
 		return fmt.Errorf("outbox: migrate %s: %w", t.Name, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/clock"
+	"github.com/faultline-dev/faultline/internal/sqlmigrate"
 )
 
 // The participant's sub-transaction barrier, after the design of dtm's barrier (dtm-labs/dtm,
@@ -212,22 +213,7 @@ func (b *Barrier) Migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("saga barrier: migrate %s: %w", b.table, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if b.d == Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "faultline_saga_barrier_migrate:"+b.table); err != nil {
-			return fmt.Errorf("saga barrier: migrate %s: %w", b.table, err)
-		}
-	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("saga barrier: migrate %s: %w", b.table, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlmigrate.Apply(ctx, b.db, b.d == Postgres, "faultline_saga_barrier_migrate:"+b.table, stmts); err != nil {
 		return fmt.Errorf("saga barrier: migrate %s: %w", b.table, err)
 	}
 	return nil

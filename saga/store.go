@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/faultline-dev/faultline/internal/sqlmigrate"
 	"github.com/faultline-dev/faultline/outbox"
 )
 
@@ -93,12 +94,11 @@ func (s *Store) Schema() []string {
 	}
 }
 
-// Migrate creates the saga tables.
+// Migrate creates the saga tables (in one transaction; on PostgreSQL under an advisory lock, so
+// concurrent migrations do not collide).
 func (s *Store) Migrate(ctx context.Context) error {
-	for _, q := range s.Schema() {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("saga store: migrate %s: %w", s.table, err)
-		}
+	if err := sqlmigrate.Apply(ctx, s.db, s.d == Postgres, "faultline_saga_migrate:"+s.table, s.Schema()); err != nil {
+		return fmt.Errorf("saga store: migrate %s: %w", s.table, err)
 	}
 	return nil
 }

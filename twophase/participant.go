@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/clock"
+	"github.com/faultline-dev/faultline/internal/sqlmigrate"
 )
 
 // Defaults for ParticipantConfig's zero fields.
@@ -224,22 +225,7 @@ func (p *Participant) Migrate(ctx context.Context) error {
 // migrate runs stmts in one transaction; on PostgreSQL under an advisory lock, so concurrent
 // migrations of the same tables do not collide.
 func migrate(ctx context.Context, db *sql.DB, d Dialect, name string, stmts []string) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if d == Postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "faultline_twophase_migrate:"+name); err != nil {
-			return err
-		}
-	}
-	for _, s := range stmts {
-		if _, err := tx.ExecContext(ctx, s); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	return sqlmigrate.Apply(ctx, db, d == Postgres, "faultline_twophase_migrate:"+name, stmts)
 }
 
 func txOwner(txID string) string { return "tx:" + txID }
