@@ -626,6 +626,8 @@ func (o *Orchestrator) HandleReply(ctx context.Context, msg *messaging.Message) 
 	if err != nil {
 		return messaging.DeadLetter(fmt.Errorf("saga reply %s: %w", msg.ID, err))
 	}
+	// The next command continues the reply's trace.
+	ctx = messaging.ExtractTrace(ctx, msg)
 	if err := o.crash("reply-before-update"); err != nil {
 		return err
 	}
