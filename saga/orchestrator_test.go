@@ -484,3 +484,38 @@ func TestOperatorRequestsThroughTheStore(t *testing.T) {
 		t.Fatalf("retry of an ended saga: %v", err)
 	}
 }
+
+// Orchestrators with different definitions can share a store: each looks only at its own
+// sagas' timers and requests.
+func TestOrchestratorsShareAStore(t *testing.T) {
+	d := orchSQLite(t)
+	ok := Local(func(ctx context.Context, tx *sql.Tx, req *Request) (json.RawMessage, error) { return nil, nil })
+	slow := Func(func(ctx context.Context, req *Request) (json.RawMessage, error) { <-ctx.Done(); return nil, ctx.Err() })
+	clk := clock.NewManual(t0)
+	cfgA := d.config(New("a").Step(Step{Name: "one", Action: ok}).Step(Step{Name: "two", Action: slow, Timeout: time.Second}))
+	cfgA.Clock = clk
+	cfgB := d.config(New("b").Step(Step{Name: "one", Action: slow, Timeout: time.Second}))
+	cfgB.Clock = clk
+	a, b := newOrch(t, cfgA), newOrch(t, cfgB)
+	ctx := context.Background()
+	if err := a.Start(ctx, "a", "a-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx, "b", "b-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	n, err := a.Tick(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("a.Tick = %d, %v; want its one saga and no error about b's", n, err)
+	}
+	if st, _ := a.Get(ctx, "b-1"); st.Step("one").ActionAttempts != 1 {
+		t.Fatalf("a touched b's saga: %+v", st.Step("one"))
+	}
+	if n, err := b.Tick(ctx); err != nil || n != 1 {
+		t.Fatalf("b.Tick = %d, %v", n, err)
+	}
+	if st, _ := b.Get(ctx, "b-1"); st.Step("one").ActionAttempts != 1 || st.Step("one").RetryAt.IsZero() {
+		t.Fatalf("b's timed-out attempt not scheduled for a retry: %+v", st.Step("one"))
+	}
+}

@@ -431,21 +431,37 @@ func (s *Store) request(ctx context.Context, id, req string, check func(*State) 
 }
 
 // due returns up to limit IDs of sagas whose wake time is at or before now.
-func (s *Store) due(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	q := fmt.Sprintf("SELECT id FROM %s WHERE wake_at_ns IS NOT NULL AND wake_at_ns <= %s ORDER BY wake_at_ns LIMIT %d", s.table, s.ph(1), limit)
-	return s.ids(ctx, q, ns(now))
+// Only sagas of the named definitions count: orchestrators with different definitions can share
+// a store.
+func (s *Store) due(ctx context.Context, now time.Time, limit int, sagas []string) ([]string, error) {
+	in, args := s.sagaIn(sagas, 2)
+	q := fmt.Sprintf("SELECT id FROM %s WHERE wake_at_ns IS NOT NULL AND wake_at_ns <= %s AND saga IN (%s) ORDER BY wake_at_ns LIMIT %d", s.table, s.ph(1), in, limit)
+	return s.ids(ctx, q, append([]any{ns(now)}, args...)...)
 }
 
-// active returns up to limit IDs of running or compensating sagas with IDs after the given one.
-func (s *Store) active(ctx context.Context, after string, limit int) ([]string, error) {
-	q := fmt.Sprintf("SELECT id FROM %s WHERE status IN ('running', 'compensating') AND id > %s ORDER BY id LIMIT %d", s.table, s.ph(1), limit)
-	return s.ids(ctx, q, after)
+// sagaIn returns placeholders from the first-th on for an IN list of names, and the arguments.
+func (s *Store) sagaIn(names []string, first int) (string, []any) {
+	ph := make([]string, len(names))
+	args := make([]any, len(names))
+	for i, n := range names {
+		ph[i], args[i] = s.ph(first+i), n
+	}
+	return strings.Join(ph, ", "), args
 }
 
-// nextWake returns the earliest wake time in the table, or the zero time.
-func (s *Store) nextWake(ctx context.Context) (time.Time, error) {
+// active returns up to limit IDs of running or compensating sagas of the named definitions with
+// IDs after the given one.
+func (s *Store) active(ctx context.Context, after string, limit int, sagas []string) ([]string, error) {
+	in, args := s.sagaIn(sagas, 2)
+	q := fmt.Sprintf("SELECT id FROM %s WHERE status IN ('running', 'compensating') AND id > %s AND saga IN (%s) ORDER BY id LIMIT %d", s.table, s.ph(1), in, limit)
+	return s.ids(ctx, q, append([]any{after}, args...)...)
+}
+
+// nextWake returns the earliest wake time of the named definitions' sagas, or the zero time.
+func (s *Store) nextWake(ctx context.Context, sagas []string) (time.Time, error) {
 	var w sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(wake_at_ns) FROM %s", s.table)).Scan(&w); err != nil {
+	in, args := s.sagaIn(sagas, 1)
+	if err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(wake_at_ns) FROM %s WHERE saga IN (%s)", s.table, in), args...).Scan(&w); err != nil {
 		return time.Time{}, fmt.Errorf("saga store: next wake: %w", err)
 	}
 	if !w.Valid {
