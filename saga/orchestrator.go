@@ -251,7 +251,7 @@ func (o *Orchestrator) Start(ctx context.Context, sagaName, id string, input any
 		return fmt.Errorf("saga %s: begin: %w", id, err)
 	}
 	defer tx.Rollback()
-	funcs, st, log, err := o.start(ctx, tx, sagaName, id, input)
+	funcs, st, log, err := o.start(ctx, tx, o.store.in(tx), sagaName, id, input)
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,9 @@ func (o *Orchestrator) Start(ctx context.Context, sagaName, id string, input any
 // invoked by the running orchestrator once it sees the saga, at its next poll; call Wake after
 // the commit to make that immediate.
 func (o *Orchestrator) StartTx(ctx context.Context, tx *sql.Tx, sagaName, id string, input any) error {
-	funcs, _, _, err := o.start(ctx, tx, sagaName, id, input)
+	// The caller's transaction may come from another *sql.DB than Config.DB, so it does not
+	// use the store's prepared statements.
+	funcs, _, _, err := o.start(ctx, tx, tx, sagaName, id, input)
 	if err != nil {
 		return err
 	}
@@ -287,7 +289,9 @@ func (o *Orchestrator) StartTx(ctx context.Context, tx *sql.Tx, sagaName, id str
 // ErrExists: a saga with that ID exists already.
 var ErrExists = errors.New("saga: a saga with this ID exists already")
 
-func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, sagaName, id string, input any) ([]invocation, *State, []LogEntry, error) {
+// start inserts a new saga in tx, running its first Local steps; q is tx, through the store's
+// statement cache or not.
+func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, q querier, sagaName, id string, input any) ([]invocation, *State, []LogEntry, error) {
 	sp := o.specs[sagaName]
 	if sp == nil {
 		return nil, nil, nil, fmt.Errorf("saga %s: no definition named %q", id, sagaName)
@@ -300,7 +304,7 @@ func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, sagaName, id strin
 		return nil, nil, nil, fmt.Errorf("saga %s: input: %w", id, err)
 	}
 	var exists int
-	err = o.store.in(tx).QueryRowContext(ctx, fmt.Sprintf("SELECT 1 FROM %s WHERE id = %s", o.store.table, o.store.ph(1)), id).Scan(&exists)
+	err = q.QueryRowContext(ctx, fmt.Sprintf("SELECT 1 FROM %s WHERE id = %s", o.store.table, o.store.ph(1)), id).Scan(&exists)
 	if err == nil {
 		return nil, nil, nil, fmt.Errorf("saga %s: %w", id, ErrExists)
 	}
@@ -316,7 +320,7 @@ func (o *Orchestrator) start(ctx context.Context, tx *sql.Tx, sagaName, id strin
 		return nil, nil, nil, err
 	}
 	st.Version = 1
-	if err := o.store.insert(ctx, o.store.in(tx), st, wake(sp, st), t.log); err != nil {
+	if err := o.store.insert(ctx, q, st, wake(sp, st), t.log); err != nil {
 		return nil, nil, nil, err
 	}
 	return funcs, st, t.log, nil
