@@ -266,6 +266,9 @@ type outcome struct {
 	status BarrierStatus
 	errMsg string
 	output json.RawMessage
+	// fresh: this transaction inserted the key's row, so no other transaction has answered the
+	// key yet (nothing about it is committed; a concurrent duplicate waits on the row).
+	fresh bool
 }
 
 // reply turns a recorded outcome into the answer to req.
@@ -306,16 +309,22 @@ func (o outcome) reply(req *Request) *Reply {
 // A concurrent Do for the same step in another transaction waits on the row's key until this
 // transaction ends, so the caller should commit or roll back promptly.
 func (b *Barrier) Do(ctx context.Context, tx *sql.Tx, req *Request, fn func(ctx context.Context, tx *sql.Tx) (json.RawMessage, error)) (*Reply, error) {
+	rep, _, err := b.do(ctx, tx, req, fn)
+	return rep, err
+}
+
+// do is Do, also reporting whether tx is the first to answer the key (see outcome.fresh).
+func (b *Barrier) do(ctx context.Context, tx *sql.Tx, req *Request, fn func(ctx context.Context, tx *sql.Tx) (json.RawMessage, error)) (*Reply, bool, error) {
 	switch {
 	case tx == nil:
-		return nil, errors.New("saga barrier: Do: nil transaction")
+		return nil, false, errors.New("saga barrier: Do: nil transaction")
 	case req == nil:
-		return nil, errors.New("saga barrier: Do: nil request")
+		return nil, false, errors.New("saga barrier: Do: nil request")
 	case fn == nil:
-		return nil, errors.New("saga barrier: Do: nil function")
+		return nil, false, errors.New("saga barrier: Do: nil function")
 	}
 	if err := req.Validate(); err != nil {
-		return nil, fmt.Errorf("saga barrier: %w", err)
+		return nil, false, fmt.Errorf("saga barrier: %w", err)
 	}
 	k := req.Key()
 	var (
@@ -328,9 +337,9 @@ func (b *Barrier) Do(ctx context.Context, tx *sql.Tx, req *Request, fn func(ctx 
 		o, err = b.compensate(ctx, tx, k, fn)
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return o.reply(req), nil
+	return o.reply(req), o.fresh, nil
 }
 
 // Run is Do in a transaction of its own (begun with BarrierConfig.TxOptions): it commits when Do
@@ -367,7 +376,9 @@ func (b *Barrier) action(ctx context.Context, tx *sql.Tx, k Key, fn func(context
 		// outcome either way.
 		return b.stored(ctx, tx, k)
 	}
-	return b.run(ctx, tx, k, fn)
+	o, err := b.run(ctx, tx, k, fn)
+	o.fresh = true
+	return o, err
 }
 
 func (b *Barrier) compensate(ctx context.Context, tx *sql.Tx, k Key, fn func(context.Context, *sql.Tx) (json.RawMessage, error)) (outcome, error) {
@@ -375,16 +386,25 @@ func (b *Barrier) compensate(ctx context.Context, tx *sql.Tx, k Key, fn func(con
 	if err != nil {
 		return outcome{}, err
 	}
-	if !claimed {
-		// A refusal left nothing behind, so a refused compensation may run again: take it over.
-		revived, err := b.exec(ctx, tx, k, "revive", b.q.revive, k.SagaID, k.Step, string(k.Op), string(barrierPending), string(BarrierFailed))
-		if err != nil {
-			return outcome{}, err
-		}
-		if !revived {
-			return b.stored(ctx, tx, k)
-		}
+	if claimed {
+		o, err := b.compensateClaimed(ctx, tx, k, fn)
+		o.fresh = true
+		return o, err
 	}
+	// A refusal left nothing behind, so a refused compensation may run again: take it over.
+	revived, err := b.exec(ctx, tx, k, "revive", b.q.revive, k.SagaID, k.Step, string(k.Op), string(barrierPending), string(BarrierFailed))
+	if err != nil {
+		return outcome{}, err
+	}
+	if !revived {
+		return b.stored(ctx, tx, k)
+	}
+	// Not fresh: an earlier, refused attempt of this compensation has answered already.
+	return b.compensateClaimed(ctx, tx, k, fn)
+}
+
+// compensateClaimed runs a compensation whose row tx holds (claimed or revived).
+func (b *Barrier) compensateClaimed(ctx context.Context, tx *sql.Tx, k Key, fn func(context.Context, *sql.Tx) (json.RawMessage, error)) (outcome, error) {
 	// Did the action run? Claim its key on its behalf: if that succeeds, it never did (and now
 	// never will); if it conflicts (after waiting for an action in progress), it did.
 	ak := Key{SagaID: k.SagaID, Step: k.Step, Op: OpAction}

@@ -268,7 +268,7 @@ func (p *Participant) serveCommand(ctx context.Context, req *Request, fn func(co
 			_ = tx.Rollback() // also when a handler panics
 		}
 	}()
-	rep, err := p.barrier.Do(ctx, tx, req, fn)
+	rep, fresh, err := p.barrier.do(ctx, tx, req, fn)
 	if err != nil {
 		return fmt.Errorf("saga participant: attempt %d: %w", req.Attempt, err)
 	}
@@ -284,7 +284,7 @@ func (p *Participant) serveCommand(ctx context.Context, req *Request, fn func(co
 		Payload: payload,
 	}
 	messaging.InjectTrace(ctx, m)
-	if err := p.writeReply(ctx, tx, m); err != nil {
+	if err := p.writeReply(ctx, tx, m, fresh); err != nil {
 		return fmt.Errorf("saga participant: %s attempt %d: %w", k, req.Attempt, err)
 	}
 	done = true
@@ -308,7 +308,16 @@ const replySavepoint = "faultline_saga_reply"
 // same reply; the loser's insert fails on the unique message ID (PostgreSQL makes it wait for
 // the winner to commit), is rolled back to a savepoint, and the reply found on a second look is
 // the winner's.
-func (p *Participant) writeReply(ctx context.Context, tx *sql.Tx, m *messaging.Message) error {
+//
+// When fresh (tx is the first to answer this key), no reply to it can exist yet and a concurrent
+// duplicate waits on the barrier row, so the reply is inserted without looking first.
+func (p *Participant) writeReply(ctx context.Context, tx *sql.Tx, m *messaging.Message, fresh bool) error {
+	if fresh {
+		if err := p.outbox.Add(ctx, tx, m); err != nil {
+			return fmt.Errorf("write reply: %w", err)
+		}
+		return nil
+	}
 	if ok, err := p.replyWritten(ctx, tx, m.ID); err != nil || ok {
 		return err
 	}
