@@ -168,7 +168,12 @@ func Run(t testing.TB, cfg Config) Stats {
 				b = open()
 			}
 			for {
-				sub, err := b.Subscribe(ctx, subCfg, handler)
+				// A join that does not complete in time (a Kafka group rebalancing under the
+				// other consumer's restarts) is abandoned and tried again, as a process with a
+				// start-up timeout would.
+				sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+				sub, err := b.Subscribe(sctx, subCfg, handler)
+				scancel()
 				if err != nil {
 					// A restarting consumer can meet a connection that is being re-established
 					// (a drop): like a real process, it tries again.
