@@ -14,6 +14,7 @@ import (
 	"math/rand"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,6 +160,10 @@ func Run(t testing.TB, cfg Config) Stats {
 	subCfg := messaging.SubscribeConfig{Topic: topic, Group: group, Concurrency: 4, MaxDeliveries: 1000, AckWait: cfg.AckWait,
 		RedeliveryDelay: func(int) time.Duration { return 10 * time.Millisecond }}
 	consumerBroker := open()
+	// The group starts with the messages published after its first subscription (the Broker
+	// contract), so nothing is published before a consumer has subscribed once.
+	subscribed := make(chan struct{})
+	var subscribedOnce sync.Once
 	for c := range 2 {
 		wg.Add(1)
 		go func() {
@@ -190,6 +195,7 @@ func Run(t testing.TB, cfg Config) Stats {
 					}
 					continue
 				}
+				subscribedOnce.Do(func() { close(subscribed) })
 				select {
 				case <-done:
 					cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -223,6 +229,13 @@ func Run(t testing.TB, cfg Config) Stats {
 		}
 		return nil
 	})
+	select {
+	case <-subscribed:
+	case <-ctx.Done():
+		close(done)
+		wg.Wait()
+		t.Fatalf("no consumer subscribed before the deadline (seed %d)", cfg.Seed)
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -316,7 +329,8 @@ func Run(t testing.TB, cfg Config) Stats {
 		case <-ctx.Done():
 			close(done)
 			wg.Wait()
-			t.Fatalf("only %d of %d orders applied before the deadline (seed %d, stats %+v)", n, want, cfg.Seed, st)
+			t.Fatalf("only %d of %d orders applied before the deadline (seed %d, stats %+v); missing: %s",
+				n, want, cfg.Seed, st, missingOrders(producerDB, consumerDB))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -397,4 +411,37 @@ func mustScan(t testing.TB, db *sql.DB, q string, dst *int64) {
 	if err := db.QueryRow(q).Scan(dst); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// missingOrders describes the committed orders the consumer has not applied and where their
+// messages stand in the outbox, for a failure message.
+func missingOrders(producerDB, consumerDB *sql.DB) string {
+	ctx := context.Background()
+	applied := map[string]bool{}
+	if rows, err := consumerDB.QueryContext(ctx, `SELECT order_id FROM applied`); err == nil {
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			applied[id] = true
+		}
+		rows.Close()
+	}
+	var out []string
+	rows, err := producerDB.QueryContext(ctx, `SELECT o.id, b.message_id, b.sent_at IS NOT NULL FROM orders o LEFT JOIN faultline_outbox b ON b.msg_key = CAST(o.id AS TEXT)`)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var msgID sql.NullString
+		var sent sql.NullBool
+		if err := rows.Scan(&id, &msgID, &sent); err != nil {
+			return err.Error()
+		}
+		if !applied[id] {
+			out = append(out, fmt.Sprintf("order %s (message %s, marked sent %v)", id, msgID.String, sent.Bool))
+		}
+	}
+	return strings.Join(out, "; ")
 }
