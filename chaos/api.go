@@ -144,18 +144,16 @@ func (s *Server) handlePopulate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleProxyShow(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *Server) handleProxyUpdate(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	body, err := readBody(r)
@@ -189,9 +187,8 @@ func (s *Server) handleProxyDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleToxicIndex(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	writeJSON(w, http.StatusOK, p.Toxics())
@@ -199,9 +196,8 @@ func (s *Server) handleToxicIndex(w http.ResponseWriter, r *http.Request) {
 
 // handleToxicCreate answers 200 with the toxic, as Toxiproxy does (not 201).
 func (s *Server) handleToxicCreate(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	body, err := readBody(r)
@@ -223,9 +219,8 @@ func (s *Server) handleToxicCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleToxicShow(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	t, err := p.Toxic(r.PathValue("toxic"))
@@ -237,9 +232,8 @@ func (s *Server) handleToxicShow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleToxicUpdate(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	body, err := readBody(r)
@@ -256,9 +250,8 @@ func (s *Server) handleToxicUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleToxicDelete(w http.ResponseWriter, r *http.Request) {
-	p, err := s.Proxy(r.PathValue("proxy"))
-	if err != nil {
-		writeError(w, err)
+	p := s.proxyOf(w, r)
+	if p == nil {
 		return
 	}
 	if err := p.RemoveToxic(r.PathValue("toxic")); err != nil {
@@ -275,4 +268,15 @@ func (s *Server) handleVersion(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Events())
+}
+
+// proxyOf returns the proxy named by the request's {proxy}, or writes the error (404) and returns
+// nil.
+func (s *Server) proxyOf(w http.ResponseWriter, r *http.Request) *Proxy {
+	p, err := s.Proxy(r.PathValue("proxy"))
+	if err != nil {
+		writeError(w, err)
+		return nil
+	}
+	return p
 }
