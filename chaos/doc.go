@@ -23,10 +23,13 @@
 //   - Input validation: negative durations and sizes, and toxicity outside [0, 1], are rejected
 //     with 400 instead of being accepted silently.
 //
+// LoadConfig and Server.ApplyConfig read a startup config file (Toxiproxy's JSON array of
+// proxies, where each proxy may also list its toxics) and create everything before any traffic.
+//
 // Time-based toxics wait on the injected clock.Clock (the wall clock by default). The package logs
 // nothing unless Config.Logger is set.
 //
 // Still to come (later work on the same issue): L7 (HTTP/1.1, HTTP/2, gRPC) faults, packet-loss
-// and blackhole toxics, /metrics, a startup config file, experiments with SLO verdicts, the
+// and blackhole toxics, /metrics, experiments with SLO verdicts, the
 // `faultline chaos` CLI, and docs/chaos.md.
 package chaos
